@@ -1,0 +1,37 @@
+"""Package metadata for visdet.
+
+The ``all`` extra pulls in every optimizer backend and the test tools, so one
+``pip install -e ".[all]"`` gives a machine everything the test suite covers.
+"""
+from setuptools import find_packages, setup
+
+CORE = [
+    # torch is capped at the newest release we test with; see README.
+    "torch>=2.4,<=2.14.1",
+    "torchvision>=0.19,<=0.29.1",
+    "mmengine>=0.10.5,<0.11",
+    "mmcv-lite>=2.1,<2.3",
+    "numpy",
+    "pycocotools>=2.0.7",
+]
+
+EXTRAS = {
+    "bitsandbytes": ["bitsandbytes>=0.45"],
+    # 0.19.7 removed OnebitAdam, OnebitLamb and ZeroOneAdam.
+    "deepspeed": ["deepspeed>=0.16,<0.19.7"],
+    "dadaptation": ["dadaptation>=3.2"],
+    "tests": ["pytest>=7", "hypothesis>=6"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="visdet",
+    version="0.1.0",
+    description="MMEngine-style object detection toolkit built around a pluggable optimizer subsystem",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["visdet", "visdet.*"]),
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)

@@ -1,0 +1,1 @@
+"""Datasets, transforms and the embedded default data (registered in DATASETS/TRANSFORMS)."""

@@ -1,0 +1,1 @@
+"""Training-engine pieces: optimizers and their wrappers (``visdet.engine.optim``)."""

@@ -1,0 +1,27 @@
+"""Optimizer subsystem: registry filling, catalogue, listing.
+
+Names are exported lazily (PEP 562) so that ``visdet.registry`` can import a
+submodule of this package without pulling in the rest.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "OptimizerConfigError": "errors",
+    "OptimizerUnavailableError": "errors",
+    "OptimizerSpec": "catalog",
+    "Need": "catalog",
+    "OptimizerInfo": "listing",
+    "list_optimizers": "listing",
+    "get_catalog": "registration",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,0 +1,243 @@
+"""Find the optimizer classes a package exports by reading its source, not importing it.
+
+Why by hand: importing bitsandbytes or DeepSpeed costs 5-7 s on a 2-core CPU
+(they pull in ``torch._dynamo``/``torch._inductor`` and probe accelerators) and
+prints to the terminal. ``import visdet`` must stay cheap and quiet, yet
+``OPTIMIZERS.module_dict`` must list every optimizer the installed version
+ships, including ones newer than our catalogue. Parsing the package's Python
+files with :mod:`ast` answers "which exported names are ``torch.optim.Optimizer``
+subclasses" in milliseconds. The answer is checked against a real import in
+the test suite, so a package whose layout defeats the scan is caught there.
+
+Limits: a class built dynamically (``type(...)``, assignment aliases) is not
+seen; base classes outside the scanned package are resolved only when they
+live in ``torch`` (already imported by then), anything else counts as "not an
+optimizer".
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+_MAX_DEPTH = 24
+
+
+def package_dir(top_level: str) -> Path | None:
+    """Directory of an installed top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(top_level)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """A name bound in a module: a class defined there, or where it came from."""
+
+    module: str  # dotted module that defines or re-exports it
+    name: str
+
+
+class PackageScanner:
+    """Reads one installed package's modules as syntax trees, on demand."""
+
+    def __init__(self, top_level: str, root: Path) -> None:
+        self.top_level = top_level
+        self.root = root
+        self._trees: dict[str, ast.Module | None] = {}
+
+    # ----------------------------------------------------------------- files
+    def _module_file(self, dotted: str) -> Path | None:
+        parts = dotted.split(".")
+        if parts[0] != self.top_level:
+            return None
+        base = self.root.joinpath(*parts[1:])
+        for candidate in (base / "__init__.py", base.with_suffix(".py")):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _tree(self, dotted: str) -> ast.Module | None:
+        if dotted not in self._trees:
+            path = self._module_file(dotted)
+            tree = None
+            if path is not None:
+                try:
+                    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+                except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                    tree = None
+            self._trees[dotted] = tree
+        return self._trees[dotted]
+
+    def is_package(self, dotted: str) -> bool:
+        path = self._module_file(dotted)
+        return path is not None and path.name == "__init__.py"
+
+    # --------------------------------------------------------------- binding
+    @staticmethod
+    def _module_level(tree: ast.Module):
+        """Statements at module level, including those inside if/try blocks."""
+        stack = list(reversed(tree.body))
+        while stack:
+            node = stack.pop()
+            yield node
+            if isinstance(node, ast.If):
+                stack.extend(reversed(node.body + node.orelse))
+            elif isinstance(node, ast.Try):
+                handlers = [s for h in node.handlers for s in h.body]
+                stack.extend(reversed(node.body + handlers + node.orelse + node.finalbody))
+
+    def _absolute(self, module: str, level: int, current: str) -> str:
+        if level == 0:
+            return module
+        package = current if self.is_package(current) else current.rpartition(".")[0]
+        for _ in range(level - 1):
+            package = package.rpartition(".")[0]
+        return f"{package}.{module}" if module else package
+
+    def bindings(self, dotted: str) -> dict[str, ast.ClassDef | _Ref | str]:
+        """Module-level names: a ClassDef, a ``_Ref`` to an import, or a module path."""
+        tree = self._tree(dotted)
+        out: dict[str, ast.ClassDef | _Ref | str] = {}
+        if tree is None:
+            return out
+        for node in self._module_level(tree):
+            if isinstance(node, ast.ClassDef):
+                out[node.name] = node
+            elif isinstance(node, ast.ImportFrom):
+                source = self._absolute(node.module or "", node.level, dotted)
+                for alias in node.names:
+                    if alias.name == "*":
+                        continue
+                    out[alias.asname or alias.name] = _Ref(source, alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        out[alias.asname] = alias.name
+                    else:
+                        top = alias.name.split(".")[0]
+                        out[top] = top
+        return out
+
+    def exported_names(self, dotted: str) -> list[str]:
+        """Public names a module binds at its top level (classes and imports)."""
+        explicit = self._explicit_all(dotted)
+        names = explicit if explicit is not None else list(self.bindings(dotted))
+        return [n for n in names if not n.startswith("_")]
+
+    def _explicit_all(self, dotted: str) -> list[str] | None:
+        tree = self._tree(dotted)
+        if tree is None:
+            return None
+        for node in self._module_level(tree):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
+                try:
+                    value = ast.literal_eval(node.value)
+                except ValueError:
+                    return None
+                return [str(v) for v in value]
+        return None
+
+    # ------------------------------------------------------------ resolution
+    def find_class(self, dotted: str, name: str, depth: int = 0) -> tuple[str, ast.ClassDef] | str | None:
+        """Where ``dotted.name`` is defined: ``(module, ClassDef)`` inside the
+        package, a dotted path outside it, or None when it cannot be told."""
+        if depth > _MAX_DEPTH:
+            return None
+        if not dotted.startswith(self.top_level):
+            return f"{dotted}.{name}"
+        binding = self.bindings(dotted).get(name)
+        if isinstance(binding, ast.ClassDef):
+            return dotted, binding
+        if isinstance(binding, _Ref):
+            # ``from pkg import submodule`` binds a module, not a class.
+            if self._module_file(f"{binding.module}.{binding.name}") is not None:
+                return None
+            return self.find_class(binding.module, binding.name, depth + 1)
+        if binding is None and self._module_file(dotted) is None:
+            return None
+        return None
+
+    def _base_target(self, module: str, expr: ast.expr, depth: int) -> tuple[str, ast.ClassDef] | str | None:
+        parts: list[str] = []
+        while isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+        if not isinstance(expr, ast.Name):
+            return None
+        parts.append(expr.id)
+        parts.reverse()
+        head, rest = parts[0], parts[1:]
+        binding = self.bindings(module).get(head)
+        if binding is None:
+            return None
+        if isinstance(binding, ast.ClassDef):
+            return (module, binding) if not rest else None
+        if isinstance(binding, str):  # a module bound by ``import x.y``
+            dotted = ".".join([binding, *rest])
+            mod, _, attr = dotted.rpartition(".")
+            return self.find_class(mod, attr, depth + 1) if mod.startswith(self.top_level) else dotted
+        target = self.find_class(binding.module, binding.name, depth + 1)
+        if rest:
+            # ``from torch import optim`` then ``optim.Optimizer``.
+            base = f"{binding.module}.{binding.name}"
+            dotted = ".".join([base, *rest])
+            if base.startswith(self.top_level):
+                mod, _, attr = dotted.rpartition(".")
+                return self.find_class(mod, attr, depth + 1)
+            return dotted
+        return target
+
+    def is_optimizer(self, dotted: str, name: str) -> bool:
+        """Whether ``dotted.name`` is a ``torch.optim.Optimizer`` subclass."""
+        return self._is_optimizer(self.find_class(dotted, name), 0)
+
+    def _is_optimizer(self, target: tuple[str, ast.ClassDef] | str | None, depth: int) -> bool:
+        if target is None or depth > _MAX_DEPTH:
+            return False
+        if isinstance(target, str):
+            return _is_torch_optimizer(target)
+        module, node = target
+        return any(self._is_optimizer(self._base_target(module, b, depth), depth + 1) for b in node.bases)
+
+    def docstring(self, dotted: str, name: str) -> str:
+        """First line of the class docstring, or an empty string."""
+        target = self.find_class(dotted, name)
+        if not isinstance(target, tuple):
+            return ""
+        doc = ast.get_docstring(target[1]) or ""
+        return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+
+    def optimizer_classes(self, dotted: str) -> list[str]:
+        """Exported names of ``dotted`` that are optimizer classes, sorted."""
+        return sorted(n for n in self.exported_names(dotted) if self.is_optimizer(dotted, n))
+
+
+def _is_torch_optimizer(dotted: str) -> bool:
+    """Resolve a dotted path in torch (already imported) and test it."""
+    if not dotted.startswith("torch."):
+        return False
+    import torch
+
+    module, _, attr = dotted.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+
+
+@lru_cache(maxsize=None)
+def scanner_for(top_level: str) -> PackageScanner | None:
+    """A cached scanner for an installed package, or None if it is absent."""
+    root = package_dir(top_level)
+    return PackageScanner(top_level, root) if root is not None else None

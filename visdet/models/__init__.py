@@ -1,0 +1,1 @@
+"""Backbones, necks, heads and detectors (registered in MODELS and TASK_UTILS)."""

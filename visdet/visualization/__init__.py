@@ -1,0 +1,1 @@
+"""Visualizers and visualisation back-ends (registered in VISUALIZERS/VISBACKENDS)."""
