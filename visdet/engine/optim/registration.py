@@ -9,6 +9,7 @@ newer package adding a class never raises "already registered".
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from dataclasses import dataclass
@@ -224,6 +225,8 @@ class OptimizerRegistry(Registry):
         obj_type = cfg.get("type") if hasattr(cfg, "get") else None
         if isinstance(obj_type, str):
             self.check_buildable(obj_type, frozenset(k for k in cfg if k != "type"))
+            if "params" in cfg:
+                cfg = _rename_params_argument(cfg, self.get(obj_type))
         return super().build(cfg, *args, **kwargs)
 
     def check_buildable(self, obj_type: str, provided: frozenset[str] = frozenset()) -> None:
@@ -247,6 +250,30 @@ class OptimizerRegistry(Registry):
         reason = entry.why_not(provided)
         if reason:
             raise OptimizerUnavailableError(f"'{name}' cannot run here: {reason}", f"{OPTIMIZER_KEY}.type")
+
+
+def _rename_params_argument(cfg: dict, cls: Any) -> dict:
+    """Pass ``params`` under the name the class uses for it.
+
+    mmengine builds optimizers with ``params=...`` as a keyword, but some
+    classes call their first argument otherwise (DeepSpeedCPUAdam:
+    ``model_params``), which makes a plain build fail with "unexpected keyword
+    argument 'params'".
+    """
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        return cfg
+    try:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return cfg
+    if not parameters or "params" in {p.name for p in parameters}:
+        return cfg
+    first = parameters[0]
+    if first.kind not in (first.POSITIONAL_OR_KEYWORD, first.KEYWORD_ONLY):
+        return cfg
+    renamed = {k: v for k, v in cfg.items() if k != "params"}
+    renamed[first.name] = cfg["params"]
+    return renamed
 
 
 def _holds(value: Any, entry: CatalogEntry) -> bool:

@@ -1,0 +1,236 @@
+"""Filling OPTIMIZERS: names from every source, naming rule, laziness, idempotence, failures."""
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+import torch
+from mmengine.registry import Registry
+
+from conftest import run_python
+from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
+from visdet.engine.optim.registration import (
+    LazyOptimizerClass,
+    OptimizerCatalog,
+    OptimizerRegistry,
+    get_catalog,
+    register_all_optimizers,
+)
+from visdet.engine.optim.sources import Found, default_sources
+from visdet.engine.optim.sources.deepspeed_ops import DeepSpeedSource
+from visdet.registry import OPTIMIZERS
+
+TORCH_NAMES = {"Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "ASGD", "Rprop",
+               "NAdam", "RAdam", "SparseAdam", "LBFGS", "Muon", "TorchAdafactor", "ZeroRedundancyOptimizer"}
+BNB_NAMES = {"Adam8bit", "AdamW8bit", "PagedAdamW", "Lion8bit", "LAMB", "LARS", "AdEMAMix", "Lion",
+             "bnb_Adam", "bnb_AdamW", "bnb_SGD", "bnb_Adagrad", "bnb_RMSprop"}
+DEEPSPEED_NAMES = {"FusedAdam", "DeepSpeedCPUAdam", "FusedLamb", "OnebitAdam", "OnebitLamb", "ZeroOneAdam"}
+DADAPT_NAMES = {"DAdaptAdam", "DAdaptAdaGrad", "DAdaptSGD", "DAdaptAdan", "DAdaptLion"}
+
+
+def _real_optimizer_classes(module_name: str) -> set[str]:
+    module = importlib.import_module(module_name)
+    return {
+        name for name, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+    }
+
+
+@pytest.mark.parametrize("expected", [TORCH_NAMES, BNB_NAMES, DEEPSPEED_NAMES, DADAPT_NAMES],
+                         ids=["torch", "bitsandbytes", "deepspeed", "dadaptation"])
+def test_names_from_each_source_are_registered(expected):
+    missing = expected - set(OPTIMIZERS.module_dict)
+    assert not missing
+
+
+def test_every_torch_optimizer_is_registered_and_adafactor_is_renamed():
+    exported = _real_optimizer_classes("torch.optim")
+    for name in exported:
+        registered = "TorchAdafactor" if name == "Adafactor" else name
+        assert OPTIMIZERS.get(registered) is getattr(torch.optim, name)
+    assert "Adafactor" not in OPTIMIZERS.module_dict  # reserved for transformers' Adafactor
+
+
+@pytest.mark.parametrize("source", default_sources()[1:], ids=lambda s: s.package)
+def test_static_discovery_matches_a_real_import(source):
+    """The ast scan must find exactly the classes a real import exposes."""
+    discovered = {(f.module, f.class_name) for f in source.discover()}
+    real = {(module, name) for module in source.export_modules for name in _real_optimizer_classes(module)}
+    assert discovered == real
+
+
+def test_bitsandbytes_collisions_get_the_prefix_and_others_do_not():
+    import bitsandbytes.optim as bnb_optim
+
+    for name in _real_optimizer_classes("bitsandbytes.optim"):
+        cls = getattr(bnb_optim, name)
+        if hasattr(torch.optim, name) and issubclass(getattr(torch.optim, name), torch.optim.Optimizer):
+            assert OPTIMIZERS.get(f"bnb_{name}") is cls
+            assert OPTIMIZERS.get(name) is getattr(torch.optim, name)
+        else:
+            assert OPTIMIZERS.get(name) is cls, name
+    # Lion has no torch namesake: the plain name means bitsandbytes' Lion.
+    assert OPTIMIZERS.get("Lion") is bnb_optim.Lion
+
+
+def test_names_do_not_depend_on_import_order():
+    code = """
+        import sys
+        if sys.argv[-1] == "backends-first":
+            import deepspeed, bitsandbytes, dadaptation
+        from visdet.registry import OPTIMIZERS
+        print(sorted(OPTIMIZERS.module_dict))
+    """
+    plain = run_python(code.replace("sys.argv[-1]", "'plain'"))
+    first = run_python(code.replace("sys.argv[-1]", "'backends-first'"))
+    assert plain.returncode == 0 and first.returncode == 0, plain.stderr + first.stderr
+    # ``import deepspeed`` by the user prints its own notice; compare the names line.
+    assert plain.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]
+
+
+def test_a_newer_torch_adding_a_colliding_class_renames_deterministically(monkeypatch):
+    class Lion(torch.optim.Optimizer):  # as if a future torch shipped one
+        pass
+
+    monkeypatch.setattr(torch.optim, "Lion", Lion, raising=False)
+    catalog = OptimizerCatalog(default_sources())
+    assert catalog.entries["Lion"].source.package == "torch"
+    assert catalog.entries["bnb_Lion"].spec.import_path == "bitsandbytes.optim.Lion"
+    # Filling the live registry with the new catalogue must not raise.
+    registry = OptimizerRegistry("optimizer-test")
+    register_all_optimizers(registry, catalog)
+    register_all_optimizers(registry, catalog)
+    assert registry.get("Lion") is Lion
+
+
+def test_filling_twice_keeps_names_and_a_users_own_class():
+    registry = OptimizerRegistry("optimizer-test")
+
+    @registry.register_module(name="Adam8bit")
+    class MyAdam8bit(torch.optim.SGD):
+        pass
+
+    first = register_all_optimizers(registry)
+    second = register_all_optimizers(registry)
+    assert first == second
+    assert registry.get("Adam8bit") is MyAdam8bit  # ours never overwrites a user's class
+
+
+def test_classes_are_lazy_until_first_use_and_then_real():
+    result = run_python(
+        """
+        import sys
+        from visdet.registry import OPTIMIZERS
+        raw = OPTIMIZERS.module_dict.raw("AdamW8bit")
+        assert type(raw).__name__ == "LazyOptimizerClass", raw
+        assert "bitsandbytes" not in sys.modules
+        import torch
+        cls = OPTIMIZERS.get("AdamW8bit")
+        import bitsandbytes
+        assert cls is bitsandbytes.optim.AdamW8bit
+        assert OPTIMIZERS.module_dict["AdamW8bit"] is cls
+        assert "AdamW8bit" in OPTIMIZERS and "NoSuchOptimizer" not in OPTIMIZERS
+        opt = OPTIMIZERS.build(dict(type="AdamW8bit", params=torch.nn.Linear(4, 4).parameters(), lr=1e-3))
+        assert isinstance(opt, bitsandbytes.optim.AdamW8bit)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_first_use_of_deepspeed_prints_nothing():
+    result = run_python(
+        """
+        from visdet.registry import OPTIMIZERS
+        cls = OPTIMIZERS.get("DeepSpeedCPUAdam")
+        assert cls.__module__.startswith("deepspeed."), cls
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_a_missing_package_keeps_visdet_working_and_says_how_to_install():
+    result = run_python(
+        """
+        import sys
+        sys.modules["bitsandbytes"] = None  # as if not installed
+        import torch, visdet
+        from visdet.registry import OPTIMIZERS
+        from visdet.engine.optim import list_optimizers, OptimizerUnavailableError
+        assert "Adam8bit" not in OPTIMIZERS.module_dict and "AdamW" in OPTIMIZERS.module_dict
+        (info,) = list_optimizers("Adam8bit")
+        assert not info.runs_here and "pip install bitsandbytes" in info.why_not, info
+        try:
+            OPTIMIZERS.build(dict(type="Adam8bit", params=torch.nn.Linear(2, 2).parameters()))
+        except OptimizerUnavailableError as exc:
+            print(exc)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'Adam8bit' cannot run here: bitsandbytes is not installed (pip install bitsandbytes)" in result.stdout
+
+
+def test_a_package_that_fails_to_import_is_reported_not_fatal():
+    result = run_python(
+        """
+        import sys, importlib.abc
+        class Broken(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "dadaptation.dadapt_adam":
+                    raise RuntimeError("simulated broken install")
+        sys.meta_path.insert(0, Broken())
+        import torch, visdet
+        from visdet.registry import OPTIMIZERS
+        from visdet.engine.optim import list_optimizers, OptimizerUnavailableError
+        assert "DAdaptAdam" in OPTIMIZERS.module_dict   # found by reading source
+        try:
+            OPTIMIZERS.build(dict(type="DAdaptAdam", params=torch.nn.Linear(2, 2).parameters()))
+        except OptimizerUnavailableError as exc:
+            print("ERROR:", exc)
+        (info,) = list_optimizers("DAdaptAdam")
+        print("LISTED:", info.runs_here, info.why_not)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ERROR: optim_wrapper.optimizer: DAdaptAdam: D-Adaptation 3.2 is installed but failed to import" in result.stdout
+    assert "simulated broken install" in result.stdout
+    assert "LISTED: False D-Adaptation" in result.stdout
+
+
+def test_a_class_missing_from_the_installed_version_names_the_version():
+    class OlderDeepSpeed(DeepSpeedSource):
+        def discover(self) -> list[Found]:
+            return [f for f in super().discover() if f.class_name != "OnebitAdam"]
+
+    catalog = OptimizerCatalog([OlderDeepSpeed()])
+    entry = catalog.entries["OnebitAdam"]
+    assert not entry.present
+    assert entry.why_not() == (
+        f"not in the installed DeepSpeed {entry.source.version} "
+        "(removed in 0.19.7; pip install 'deepspeed<0.19.7')"
+    )
+    registry = OptimizerRegistry("optimizer-test")
+    assert "OnebitAdam" not in register_all_optimizers(registry, catalog)
+
+
+def test_unknown_type_suggests_close_names(small_net):
+    with pytest.raises(OptimizerConfigError) as info:
+        OPTIMIZERS.build(dict(type="Adamw", params=small_net.parameters()))
+    message = str(info.value)
+    assert message.startswith("optim_wrapper.optimizer.type: unknown optimizer type 'Adamw'; did you mean 'AdamW'")
+    assert isinstance(info.value, ValueError)
+
+
+def test_lazy_placeholder_is_never_handed_out():
+    for name in OPTIMIZERS.module_dict:
+        entry = get_catalog().lookup(name)
+        if entry is not None and entry.why_not():
+            continue
+        assert not isinstance(OPTIMIZERS.module_dict[name], LazyOptimizerClass)
+
+
+def test_plain_mmengine_registry_can_be_filled_too():
+    registry = Registry("plain-optimizers")
+    names = register_all_optimizers(registry)
+    assert "AdamW8bit" in names and "AdamW" in registry.module_dict
