@@ -116,6 +116,15 @@ def test_filling_twice_keeps_names_and_a_users_own_class():
     assert first == second
     assert registry.get("Adam8bit") is MyAdam8bit  # ours never overwrites a user's class
 
+    @registry.register_module(name="Lion", force=True)  # replacing one of ours after the fill
+    class MyLion(torch.optim.SGD):
+        pass
+
+    register_all_optimizers(registry)
+    assert registry.get("Lion") is MyLion
+    with pytest.raises(KeyError, match="already registered"):  # mmengine's rule without force
+        registry.register_module(name="AdamW", module=MyLion)
+
 
 def test_classes_are_lazy_until_first_use_and_then_real():
     result = run_python(
