@@ -147,16 +147,31 @@ def test_classes_are_lazy_until_first_use_and_then_real():
     assert result.returncode == 0, result.stderr
 
 
-def test_first_use_of_deepspeed_prints_nothing():
+@pytest.mark.parametrize("name", ["DeepSpeedCPUAdam", "AdamW8bit", "DAdaptAdam"])
+def test_first_use_of_a_backend_prints_nothing(name):
     result = run_python(
-        """
+        f"""
         from visdet.registry import OPTIMIZERS
-        cls = OPTIMIZERS.get("DeepSpeedCPUAdam")
-        assert cls.__module__.startswith("deepspeed."), cls
+        cls = OPTIMIZERS.get("{name}")
+        assert cls.__name__ == "{name}", cls
         """
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
+
+
+def test_mmengine_default_constructor_builds_visdet_names_under_the_visdet_scope(small_net):
+    """A config with default_scope='visdet' goes through mmengine's own builder."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("visdet"):
+        wrapper = build_optim_wrapper(small_net, dict(optimizer=dict(type="DeepSpeedCPUAdam", lr=1e-3)))
+    assert type(wrapper.optimizer).__name__ == "DeepSpeedCPUAdam"  # built with params renamed
+    small_net(torch.randn(2, 3, 8, 8)).sum().backward()
+    before = small_net.fc2.weight.detach().clone()
+    wrapper.step()
+    assert not torch.equal(before, small_net.fc2.weight)
 
 
 def test_a_missing_package_keeps_visdet_working_and_says_how_to_install():
@@ -243,3 +258,22 @@ def test_plain_mmengine_registry_can_be_filled_too():
     registry = Registry("plain-optimizers")
     names = register_all_optimizers(registry)
     assert "AdamW8bit" in names and "AdamW" in registry.module_dict
+
+
+def test_a_source_that_cannot_be_inspected_leaves_the_others_working():
+    class Exploding(DeepSpeedSource):
+        def discover(self) -> list[Found]:
+            raise PermissionError("cannot read site-packages/deepspeed")
+
+    catalog = OptimizerCatalog([default_sources()[0], Exploding()])
+    assert catalog.entries["AdamW"].present
+    entry = catalog.entries["FusedAdam"]
+    assert not entry.present
+    assert entry.why_not() == "DeepSpeed could not be inspected (PermissionError: cannot read site-packages/deepspeed)"
+
+
+def test_registry_info_gives_the_listing_record():
+    info = OPTIMIZERS.info("AdamW8bit")
+    assert info.source == "bitsandbytes" and info.import_path == "bitsandbytes.optim.AdamW8bit"
+    with pytest.raises(OptimizerConfigError, match="did you mean 'AdamW8bit'"):
+        OPTIMIZERS.info("AdamW8bits")

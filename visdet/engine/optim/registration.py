@@ -86,7 +86,12 @@ class OptimizerCatalog:
             self._add_source(source)
 
     def _add_source(self, source: Source) -> None:
-        discovered = {f.class_name: f for f in source.discover()}
+        failure = ""
+        try:
+            discovered = {f.class_name: f for f in source.discover()}
+        except Exception as exc:  # a broken install must not break ``import visdet``
+            logger.debug("could not inspect %s", source.package, exc_info=True)
+            discovered, failure = {}, f"{source.title} could not be inspected ({type(exc).__name__}: {exc})"
         known = {f.class_name: f for f in source.known}
         for class_name in sorted(discovered.keys() | known.keys()):
             found = discovered.get(class_name) or known[class_name]
@@ -101,7 +106,7 @@ class OptimizerCatalog:
                 spec=self._spec(source, found, name),
                 source=source,
                 present=present,
-                missing_reason="" if present else self._missing_reason(source, class_name),
+                missing_reason="" if present else failure or self._missing_reason(source, class_name),
             )
             for alias in self.entries[name].spec.aliases:
                 self._aliases.setdefault(alias, name)
@@ -220,6 +225,18 @@ class OptimizerRegistry(Registry):
             value = self._module_dict.raw(name)
             lines.append(f"  {name}: {value!r}")
         return "\n".join(lines)
+
+    def info(self, name: str) -> Any:
+        """The listing record (source, version, runs here, why not, state size...) of a name."""
+        from .listing import list_optimizers  # listing imports this module
+
+        matches = [i for i in list_optimizers() if i.name == name or name in i.aliases]
+        if not matches:
+            raise OptimizerConfigError(
+                f"unknown optimizer type '{name}'{suggestion_text(name, get_catalog().names())}",
+                f"{OPTIMIZER_KEY}.type",
+            )
+        return matches[0]
 
     def build(self, cfg: dict, *args: Any, **kwargs: Any) -> Any:
         obj_type = cfg.get("type") if hasattr(cfg, "get") else None
