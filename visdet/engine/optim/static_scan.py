@@ -54,6 +54,9 @@ class PackageScanner:
         self._trees: dict[str, ast.Module | None] = {}
 
     # ----------------------------------------------------------------- files
+    def _inside(self, dotted: str) -> bool:
+        return dotted == self.top_level or dotted.startswith(self.top_level + ".")
+
     def _module_file(self, dotted: str) -> Path | None:
         parts = dotted.split(".")
         if parts[0] != self.top_level:
@@ -153,7 +156,7 @@ class PackageScanner:
         package, a dotted path outside it, or None when it cannot be told."""
         if depth > _MAX_DEPTH:
             return None
-        if not dotted.startswith(self.top_level):
+        if not self._inside(dotted):
             return f"{dotted}.{name}"
         binding = self.bindings(dotted).get(name)
         if isinstance(binding, ast.ClassDef):
@@ -163,8 +166,6 @@ class PackageScanner:
             if self._module_file(f"{binding.module}.{binding.name}") is not None:
                 return None
             return self.find_class(binding.module, binding.name, depth + 1)
-        if binding is None and self._module_file(dotted) is None:
-            return None
         return None
 
     def _base_target(self, module: str, expr: ast.expr, depth: int) -> tuple[str, ast.ClassDef] | str | None:
@@ -185,17 +186,15 @@ class PackageScanner:
         if isinstance(binding, str):  # a module bound by ``import x.y``
             dotted = ".".join([binding, *rest])
             mod, _, attr = dotted.rpartition(".")
-            return self.find_class(mod, attr, depth + 1) if mod.startswith(self.top_level) else dotted
-        target = self.find_class(binding.module, binding.name, depth + 1)
-        if rest:
-            # ``from torch import optim`` then ``optim.Optimizer``.
-            base = f"{binding.module}.{binding.name}"
-            dotted = ".".join([base, *rest])
-            if base.startswith(self.top_level):
-                mod, _, attr = dotted.rpartition(".")
-                return self.find_class(mod, attr, depth + 1)
-            return dotted
-        return target
+            return self.find_class(mod, attr, depth + 1) if self._inside(mod) else dotted
+        if not rest:
+            return self.find_class(binding.module, binding.name, depth + 1)
+        # ``from torch import optim`` then ``optim.Optimizer``.
+        dotted = ".".join([binding.module, binding.name, *rest])
+        if self._inside(binding.module):
+            mod, _, attr = dotted.rpartition(".")
+            return self.find_class(mod, attr, depth + 1)
+        return dotted
 
     def is_optimizer(self, dotted: str, name: str) -> bool:
         """Whether ``dotted.name`` is a ``torch.optim.Optimizer`` subclass."""
