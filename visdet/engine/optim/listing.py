@@ -32,7 +32,8 @@ class OptimizerInfo:
         return asdict(self)
 
 
-def _info(entry: CatalogEntry) -> OptimizerInfo:
+def info_for(entry: CatalogEntry) -> OptimizerInfo:
+    """The listing record of one catalogue entry."""
     spec = entry.spec
     reason = entry.why_not()
     return OptimizerInfo(
@@ -71,7 +72,7 @@ def list_optimizers(pattern: str | None = None, available: bool = False, verify:
                     entry.resolve()
                 except ValueError:
                     pass  # the failure is now recorded in entry.import_error
-    infos = [_info(e) for e in entries]
+    infos = [info_for(e) for e in entries]
     return [i for i in infos if i.runs_here] if available else infos
 
 

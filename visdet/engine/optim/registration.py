@@ -228,15 +228,12 @@ class OptimizerRegistry(Registry):
 
     def info(self, name: str) -> Any:
         """The listing record (source, version, runs here, why not, state size...) of a name."""
-        from .listing import list_optimizers  # listing imports this module
+        from .listing import info_for  # listing imports this module
 
-        matches = [i for i in list_optimizers() if i.name == name or name in i.aliases]
-        if not matches:
-            raise OptimizerConfigError(
-                f"unknown optimizer type '{name}'{suggestion_text(name, get_catalog().names())}",
-                f"{OPTIMIZER_KEY}.type",
-            )
-        return matches[0]
+        entry = get_catalog().lookup(name)
+        if entry is None:
+            raise _unknown_type_error(name, get_catalog().names())
+        return info_for(entry)
 
     def build(self, cfg: dict, *args: Any, **kwargs: Any) -> Any:
         obj_type = cfg.get("type") if hasattr(cfg, "get") else None
@@ -258,15 +255,19 @@ class OptimizerRegistry(Registry):
         elif entry is None:
             if super().__contains__(obj_type):
                 return  # found in a parent registry
-            candidates = set(self._module_dict) | set(get_catalog().names())
-            raise OptimizerConfigError(
-                f"unknown optimizer type '{name}'{suggestion_text(name, candidates)} "
-                "Run `python tools/list_optimizers.py` to see every name and whether it runs here.",
-                f"{OPTIMIZER_KEY}.type",
-            )
+            raise _unknown_type_error(name, set(self._module_dict) | set(get_catalog().names()))
         reason = entry.why_not(provided)
         if reason:
             raise OptimizerUnavailableError(f"'{name}' cannot run here: {reason}", f"{OPTIMIZER_KEY}.type")
+
+
+def _unknown_type_error(name: str, candidates: set[str] | list[str]) -> OptimizerConfigError:
+    """The one message for a ``type`` nobody knows, with the closest names."""
+    return OptimizerConfigError(
+        f"unknown optimizer type '{name}'{suggestion_text(name, candidates)} "
+        "Run `python tools/list_optimizers.py` to see every name and whether it runs here.",
+        f"{OPTIMIZER_KEY}.type",
+    )
 
 
 def _rename_params_argument(cfg: dict, cls: Any) -> dict:
