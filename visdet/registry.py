@@ -51,11 +51,12 @@ def _child(name: str, parent: Registry, locations: list[str], cls: type[Registry
     return cls(name, parent=parent, scope=SCOPE, locations=locations)
 
 
-ENGINE, DATA, MODEL, OPTIM, EVAL, VIS = (
+ENGINE, DATA, MODEL, OPTIM, OPTIM_BUILDERS, EVAL, VIS = (
     ["visdet.engine"],
     ["visdet.datasets"],
     ["visdet.models"],
     ["visdet.engine.optim"],
+    ["visdet.engine.optim.builders"],
     ["visdet.evaluation"],
     ["visdet.visualization"],
 )
@@ -82,8 +83,8 @@ TASK_UTILS = _child("task util", MMENGINE_TASK_UTILS, MODEL)
 
 # Optimization.
 OPTIMIZERS: OptimizerRegistry = _child("optimizer", MMENGINE_OPTIMIZERS, OPTIM, OptimizerRegistry)  # type: ignore[assignment]
-OPTIM_WRAPPERS = _child("optim_wrapper", MMENGINE_OPTIM_WRAPPERS, OPTIM)
-OPTIM_WRAPPER_CONSTRUCTORS = _child("optimizer wrapper constructor", MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, OPTIM)
+OPTIM_WRAPPERS = _child("optim_wrapper", MMENGINE_OPTIM_WRAPPERS, OPTIM_BUILDERS)
+OPTIM_WRAPPER_CONSTRUCTORS = _child("optimizer wrapper constructor", MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_BUILDERS)
 PARAM_SCHEDULERS = _child("parameter scheduler", MMENGINE_PARAM_SCHEDULERS, OPTIM)
 
 # Evaluation and visualisation.

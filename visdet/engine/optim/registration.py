@@ -241,6 +241,8 @@ class OptimizerRegistry(Registry):
             self.check_buildable(obj_type, frozenset(k for k in cfg if k != "type"))
             if "params" in cfg:
                 cfg = _rename_params_argument(cfg, self.get(obj_type))
+        elif isinstance(obj_type, type) and "params" in cfg:
+            cfg = _rename_params_argument(cfg, obj_type)
         return super().build(cfg, *args, **kwargs)
 
     def check_buildable(self, obj_type: str, provided: frozenset[str] = frozenset()) -> None:
