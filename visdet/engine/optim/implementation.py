@@ -52,7 +52,8 @@ def choose_implementation(
         key: Config path, for errors.
 
     Returns:
-        The keywords to build with, and a phrase naming the implementation.
+        The keywords to build with, and a phrase naming the implementation
+        (``'fused'``, ``'foreach'``, ``'single-tensor loop'``...).
     """
     fused, foreach = kwargs.get("fused"), kwargs.get("foreach")
     if fused and foreach:
@@ -62,7 +63,7 @@ def choose_implementation(
         return kwargs, f"{chosen} (set in the config)"
     has_fused, has_foreach = "fused" in keywords, "foreach" in keywords
     if not (has_fused or has_foreach):
-        return kwargs, "the class's own implementation"
+        return kwargs, "its own kernel (no fused/foreach option)"
     params = _params_of(groups)
     if kwargs.get("differentiable"):
         return kwargs, "single-tensor loop (differentiable=True)"
@@ -104,4 +105,4 @@ def log_choice_once(owner: str, implementation: str, device: str) -> None:
     if marker in _logged:
         return
     _logged.add(marker)
-    print_log(f"{owner} runs on {device} with the {implementation} implementation", logger="current")
+    print_log(f"{owner} on {device}: {implementation} implementation", logger="current")

@@ -419,6 +419,7 @@ def check_paramwise_cfg(
     group_keywords: Keywords,
     optimizer_cfg: Mapping[str, Any],
     key: str = "optim_wrapper.paramwise_cfg",
+    optimizer_key: str = "optim_wrapper.optimizer",
 ) -> None:
     """Refuse misspelled keys, bad multipliers, and decay rules without a decay.
 
@@ -428,6 +429,7 @@ def check_paramwise_cfg(
             keywords); ``custom_keys`` entries may set these besides the mults.
         optimizer_cfg: The optimizer config (``weight_decay`` is looked up).
         key: Config path of ``paramwise_cfg``.
+        optimizer_key: Config path of ``optimizer_cfg``.
     """
     if paramwise_cfg is None:
         return
@@ -478,7 +480,7 @@ def check_paramwise_cfg(
         default = group_keywords.defaults.get("weight_decay")
         default_text = f" (its default is {default})" if is_number(default) else ""
         raise OptimizerConfigError(
-            f"{', '.join(decay_keys)} multiplies the weight decay, but optim_wrapper.optimizer "
+            f"{', '.join(decay_keys)} multiplies the weight decay, but {optimizer_key} "
             f"sets no weight_decay{default_text}; set optimizer weight_decay explicitly or drop the decay multiplier",
             key,
         )
