@@ -252,3 +252,9 @@ def test_update_params_makes_at_most_one_host_sync_per_step(monkeypatch):
     calls.clear()
     wrapper.update_params(loss)
     assert len(calls) <= 1, calls
+
+
+def test_importing_the_constructor_prints_nothing():
+    result = run_python("import visdet.engine.optim.constructor, visdet.engine.optim.report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "" and result.stderr == ""

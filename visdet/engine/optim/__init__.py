@@ -1,4 +1,4 @@
-"""Optimizer subsystem: registry filling, catalogue, listing.
+"""Optimizer subsystem: registry filling, catalogue, listing, constructor, wrappers.
 
 Names are exported lazily (PEP 562) so that ``visdet.registry`` can import a
 submodule of this package without pulling in the rest.
@@ -16,6 +16,12 @@ _EXPORTS = {
     "OptimizerInfo": "listing",
     "list_optimizers": "listing",
     "get_catalog": "registration",
+    "OptimizerConfigWarning": "validation",
+    "OptimWrapperConstructor": "constructor",
+    "HybridOptimizer": "hybrid",
+    "AmpOptimWrapper": "amp_wrapper",
+    "plan_for": "report",
+    "format_plan": "report",
 }
 
 __all__ = sorted(_EXPORTS)

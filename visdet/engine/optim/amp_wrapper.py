@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from visdet.engine.optim.errors import OptimizerConfigError, suggestion_text
 from visdet.engine.optim.quiet import quiet_import
+from visdet.engine.optim.validation import check_clip_grad, check_int_at_least
 
 quiet_import("mmengine.optim")  # it imports bitsandbytes, which may print
 
@@ -36,7 +37,6 @@ KEY = "optim_wrapper"
 VALID_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # Dtypes torch.autocast can cast to; float32/float64 mean "no autocast".
 AUTOCAST_DTYPES = (torch.float16, torch.bfloat16)
-CLIP_TYPES = {"norm": torch.nn.utils.clip_grad_norm_, "value": torch.nn.utils.clip_grad_value_}
 
 
 def _names(values: Any) -> str:
@@ -112,36 +112,11 @@ def _scaler_kwargs(loss_scale: Any, scaler_type: type) -> tuple[dict[str, Any], 
 
 def _check_wrapper_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Check what OptimWrapper would only ``assert``; returns kwargs with ``clip_grad`` copied."""
-    counts = kwargs.get("accumulative_counts", 1)
-    if isinstance(counts, bool) or not isinstance(counts, numbers.Integral) or counts < 1:
-        raise OptimizerConfigError(
-            f"accumulative_counts must be an integer >= 1, got {counts!r}", f"{KEY}.accumulative_counts")
-    clip_grad = kwargs.get("clip_grad")
-    if clip_grad is None:
-        return kwargs
-    key = f"{KEY}.clip_grad"
-    if not isinstance(clip_grad, Mapping) or not clip_grad:
-        raise OptimizerConfigError(
-            f"clip_grad must be None or a non-empty dict such as dict(max_norm=35, norm_type=2), got {clip_grad!r}",
-            key)
-    clip_grad = dict(clip_grad)  # OptimWrapper pops 'type' from it
-    clip_type = clip_grad.get("type", "norm")
-    if clip_type not in CLIP_TYPES:
-        raise OptimizerConfigError(
-            f"unknown clip_grad type {clip_type!r}; valid types: {_names(CLIP_TYPES)}", f"{key}.type")
-    signature = inspect.signature(CLIP_TYPES[clip_type]).parameters
-    accepted = [n for n in signature if n != "parameters"]
-    for name in clip_grad:
-        if name != "type" and name not in accepted:
-            raise OptimizerConfigError(
-                f"clip_grad of type '{clip_type}' got an unknown argument '{name}'"
-                f"{suggestion_text(str(name), accepted)}\nValid keys: type, {', '.join(accepted)}", key)
-    required = [n for n in accepted if signature[n].default is inspect.Parameter.empty]
-    missing = [n for n in required if n not in clip_grad]
-    if missing:
-        raise OptimizerConfigError(
-            f"clip_grad of type '{clip_type}' needs {', '.join(missing)}", key)
-    return {**kwargs, "clip_grad": clip_grad}
+    check_int_at_least(kwargs.get("accumulative_counts", 1), "accumulative_counts", f"{KEY}.accumulative_counts", 1)
+    check_clip_grad(kwargs.get("clip_grad"), f"{KEY}.clip_grad")
+    if kwargs.get("clip_grad") is not None:
+        kwargs = {**kwargs, "clip_grad": dict(kwargs["clip_grad"])}  # OptimWrapper pops 'type' from it
+    return kwargs
 
 
 @OPTIM_WRAPPERS.register_module(name="AmpOptimWrapper", force=True)  # force: survives re-import

@@ -26,12 +26,16 @@ from typing import Any
 
 import torch
 from mmengine.logging import print_log
-from mmengine.optim import OptimWrapper
 from torch import nn
 
 from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-from .errors import OptimizerConfigError, suggestion_text
+from .quiet import quiet_import
+
+quiet_import("mmengine.optim")  # it imports bitsandbytes and DeepSpeed, which print
+from mmengine.optim import OptimWrapper  # noqa: E402
+
+from .errors import OptimizerConfigError, suggestion_text  # noqa: E402
 from .hybrid import DEFAULT_FALLBACK_KEYS, HybridOptimizer, matrix_view, route_parameters
 from .implementation import choose_implementation, log_choice_once
 from .optimizer_config import OptimizerConfig, parse_optimizer_cfg
