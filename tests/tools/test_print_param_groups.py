@@ -69,3 +69,18 @@ def test_cfg_options_and_config_errors(tmp_path):
     assert result.returncode == 2
     assert "optim_wrapper.optimizer: AdamW got an unknown argument 'learning_rate'; did you mean 'lr'?" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dry_run_refuses_another_constructor_and_shows_absolute_overrides(tmp_path):
+    result = run_tool(
+        tmp_path, "dict(optimizer=dict(type='AdamW', lr=1e-3), constructor='mmengine.DefaultOptimWrapperConstructor')"
+    )
+    assert result.returncode == 2 and "optim_wrapper.constructor" in result.stderr
+    result = run_tool(
+        tmp_path,
+        "dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1), "
+        "paramwise_cfg=dict(custom_keys={'fc.': dict(weight_decay=0.0, lr_mult=2.0)}))",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("fc.weight"))
+    assert row.split()[4:6] == ["0.002", "0"] and "custom_keys['fc.']" in row

@@ -107,13 +107,18 @@ def test_muon_hybrid_trains_a_conv_net_with_clipping():
         assert not torch.equal(param, before[name]), f"{name} did not move"
 
 
-def test_muon_without_fallback_gets_adamw_at_its_lr():
+def test_muon_without_fallback_gets_a_sensible_adamw():
     model = ConvClassifier()
-    optimizer = OptimWrapperConstructor(dict(optimizer=dict(type="Muon", lr=0.01)))(model).optimizer
+    optimizer = OptimWrapperConstructor(dict(optimizer=dict(type="Muon", lr=0.02)))(model).optimizer
     adamw = optimizer.optimizers["fallback"]
     assert isinstance(adamw, torch.optim.AdamW)
-    assert {g["lr"] for g in adamw.param_groups} == {0.01}
+    assert {g["lr"] for g in adamw.param_groups} == {1e-3}  # AdamW's default, not Muon's 0.02
     assert {g["weight_decay"] for g in adamw.param_groups} == {0.1}  # Muon's default weight decay
+    # With updates scaled to AdamW's RMS, one lr serves both.
+    matched = OptimWrapperConstructor(
+        dict(optimizer=dict(type="Muon", lr=0.01, adjust_lr_fn="match_rms_adamw"))
+    )(ConvClassifier()).optimizer
+    assert {g["lr"] for g in matched.optimizers["fallback"].param_groups} == {0.01}
     # Conv kernels stay on the fallback unless flatten_conv=True.
     assert sum(len(g["params"]) for g in optimizer.optimizers["matrix"].param_groups) == 1
 

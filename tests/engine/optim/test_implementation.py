@@ -70,3 +70,24 @@ def test_chosen_implementation_matches_the_plain_loop(small_net, optimizer):
     for (name, a), b in zip(small_net.named_parameters(), plain_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.allclose(small_net.fc1.weight, initial)  # the steps did move the weights
+
+
+def test_sparse_gradients_keep_torch_default():
+    """nn.Embedding(sparse=True) has dense parameters but sparse gradients, which fused kernels refuse."""
+
+    class Bag(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(10, 4, sparse=True)
+            self.fc = torch.nn.Linear(4, 1)
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.emb(idx)).sum()
+
+    for optimizer in (dict(type="SGD", lr=0.1), dict(type="Adagrad", lr=0.1)):
+        model = Bag()
+        wrapper = OptimWrapperConstructor(dict(optimizer=optimizer))(model)
+        assert not wrapper.optimizer.defaults.get("fused") and not wrapper.optimizer.defaults.get("foreach")
+        before = model.emb.weight.detach().clone()
+        wrapper.update_params(model(torch.tensor([1, 2, 3])))
+        assert not torch.equal(before, model.emb.weight)

@@ -81,6 +81,9 @@ PARITY_CASES = {
     ),
     "custom key on weights only": dict(bias_decay_mult=0.0, custom_keys={"conv.weight": dict(lr_mult=0.5)}),
     "top-level parameter": dict(custom_keys={".scale": dict(lr_mult=3.0, decay_mult=0.0)}),
+    "absolute lr and weight decay in a custom key": dict(
+        norm_decay_mult=0.0, custom_keys={"head": dict(lr=0.5, weight_decay=0.0), "neck": dict(lr_mult=2.0, weight_decay=0.3)}
+    ),
     "equal-length keys": dict(custom_keys={"neck.0": dict(lr_mult=2.0, decay_mult=2.0), "neck.1": dict(lr_mult=4.0, decay_mult=0.0)}),
 }
 

@@ -176,8 +176,8 @@ ADAMW = dict(type="AdamW", lr=1e-4, weight_decay=0.05)
         (dict(custom_keys={"backbone": 0.1}), "optim_wrapper.paramwise_cfg.custom_keys['backbone']", r"must be a dict like"),
         (dict(custom_keys={"backbone": dict(lr_mul=0.1)}), "optim_wrapper.paramwise_cfg.custom_keys['backbone']",
          r"unknown key 'lr_mul'; did you mean 'lr_mult'"),
-        (dict(custom_keys={"backbone": dict(lr=0.1)}), "optim_wrapper.paramwise_cfg.custom_keys['backbone']",
-         r"unknown key 'lr'; use lr_mult"),
+        (dict(custom_keys={"backbone": dict(lr="0.1")}), "optim_wrapper.paramwise_cfg.custom_keys['backbone'].lr",
+         r"lr must be a number"),
         (dict(custom_keys={"backbone": dict(decay_mult=-1)}), "optim_wrapper.paramwise_cfg.custom_keys['backbone'].decay_mult",
          r"decay_mult must be >= 0"),
         (dict(custom_keys={"head": dict(betas=(0.9, 2.0))}), "optim_wrapper.paramwise_cfg.custom_keys['head'].betas",
@@ -234,6 +234,26 @@ def test_bad_accumulative_counts(value):
 def test_unknown_wrapper_key_and_type():
     expect(r"OptimWrapper got an unknown argument 'clip_grads'; did you mean 'clip_grad'", ADAMW, clip_grads=dict(max_norm=1))
     expect(r"unknown optim wrapper type 'OptimWraper'; did you mean 'OptimWrapper'", ADAMW, type="OptimWraper")
+
+
+def test_paramwise_cfg_that_is_not_a_dict():
+    for bad in ([1], "norm_decay_mult=0"):
+        with pytest.raises(OptimizerConfigError, match="optim_wrapper.paramwise_cfg: must be a dict"):
+            OptimWrapperConstructor(dict(optimizer=ADAMW), bad)
+
+
+def test_amp_wrapper_keys_pass_through_the_constructor(small_net):
+    """AmpOptimWrapper's first argument is loss_scale, not optimizer: it must not be taken for it."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("visdet"):
+        wrapper = build_optim_wrapper(
+            small_net, dict(type="AmpOptimWrapper", loss_scale=512.0, dtype="float16", optimizer=dict(type="SGD", lr=0.1))
+        )
+        assert wrapper.loss_scaler.get_scale() == 512.0
+        with pytest.raises(OptimizerConfigError, match=r"unknown argument 'loss_scal'; did you mean 'loss_scale'"):
+            build_optim_wrapper(small_net, dict(type="AmpOptimWrapper", loss_scal="dynamic", optimizer=dict(type="SGD", lr=0.1)))
 
 
 def test_missing_optimizer_and_type():

@@ -107,6 +107,10 @@ class OptimWrapperConstructor:
         self.wrapper_cls = _resolve_wrapper(cfg["type"])
         self.wrapper_cfg = cfg
         _check_wrapper_cfg(cfg, self.wrapper_cls)
+        if paramwise_cfg is not None and not isinstance(paramwise_cfg, Mapping):
+            raise OptimizerConfigError(
+                f"must be a dict like dict(norm_decay_mult=0.0), got {paramwise_cfg!r}", f"{WRAPPER_KEY}.paramwise_cfg"
+            )
         self.paramwise_cfg = dict(paramwise_cfg or {})
         routes = self._routes()
         # A custom_keys entry may set any keyword one of the optimizers takes.
@@ -144,12 +148,13 @@ class OptimWrapperConstructor:
         if not param_plan.settings:
             raise OptimizerConfigError("the model has no trainable parameters to optimize", f"{WRAPPER_KEY}.optimizer")
         plan = BuildPlan(param_plan, routes, reasons)
+        sparse = _has_sparse_grads(model)
         for route, cfg in routes.items():
             groups = param_plan.groups(route)
             if groups:
                 impl_cls = cfg.inner.cls if cfg.inner is not None else cfg.cls
                 plan.kwargs[route], plan.implementations[route] = choose_implementation(
-                    impl_cls, cfg.keywords, dict(cfg.kwargs), groups, cfg.key
+                    impl_cls, cfg.keywords, dict(cfg.kwargs), groups, cfg.key, sparse_grads=sparse
                 )
         return plan
 
@@ -193,6 +198,13 @@ class OptimWrapperConstructor:
         device = groups[0]["params"][0].device.type
         log_choice_once(cfg.name, implementation, device)
         return optimizer
+
+
+def _has_sparse_grads(model: nn.Module) -> bool:
+    """Whether a module produces sparse gradients (its parameters look dense)."""
+    return any(
+        getattr(m, "sparse", False) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
+    )
 
 
 def _warn_unused_custom_keys(plan: ParamPlan) -> None:
@@ -252,7 +264,15 @@ def _resolve_wrapper(wrapper_type: Any) -> type:
 
 
 def _check_wrapper_cfg(cfg: Mapping[str, Any], wrapper_cls: type) -> None:
-    keywords = accepted_keywords(wrapper_cls)  # skips ``optimizer``, which the builder passes
+    # ``optimizer`` is passed by the builder; it is not always the first argument
+    # (AmpOptimWrapper's first is ``loss_scale``), so it is dropped by name.
+    found = accepted_keywords(wrapper_cls, skip_first=False)
+    keywords = Keywords(
+        names=tuple(n for n in found.names if n != "optimizer"),
+        defaults=found.defaults,
+        open=found.open,
+        open_reason=found.open_reason,
+    )
     wrapper_kwargs = {k: v for k, v in cfg.items() if k != "type"}
     check_keywords(wrapper_kwargs, keywords, wrapper_cls.__name__, WRAPPER_KEY, extra=BUILDER_KEYS)
     if "accumulative_counts" in cfg:

@@ -41,6 +41,7 @@ def choose_implementation(
     kwargs: dict[str, Any],
     groups: list[dict[str, Any]],
     key: str,
+    sparse_grads: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """Add ``fused=True`` or ``foreach=True`` to ``kwargs`` where it is safe.
 
@@ -50,6 +51,8 @@ def choose_implementation(
         kwargs: The optimizer keywords from the config.
         groups: The parameter groups it will get.
         key: Config path, for errors.
+        sparse_grads: Some parameter gets sparse gradients (``nn.Embedding(sparse=True)``);
+            the parameters look dense, so the caller has to say.
 
     Returns:
         The keywords to build with, and a phrase naming the implementation
@@ -65,21 +68,21 @@ def choose_implementation(
     if not (has_fused or has_foreach):
         return kwargs, "its own kernel (no fused/foreach option)"
     params = _params_of(groups)
+    if sparse_grads:
+        return kwargs, "torch's default (sparse gradients: fused and foreach kernels refuse them)"
     if kwargs.get("differentiable"):
         return kwargs, "single-tensor loop (differentiable=True)"
     device_types = {p.device.type for p in params}
     floating = all(torch.is_floating_point(p) for p in params)
-    sparse = any(p.is_sparse for p in params)
     if (
         has_fused
         and floating
-        and not sparse
         and len(device_types) == 1
         and device_types <= _fused_devices()
         and _fused_supported(cls, params)
     ):
         return {**kwargs, "fused": True}, "fused"
-    if has_foreach and not sparse:
+    if has_foreach:
         return {**kwargs, "foreach": True}, "foreach"
     return kwargs, "single-tensor loop"
 

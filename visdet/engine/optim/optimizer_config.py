@@ -129,6 +129,26 @@ def parse_optimizer_cfg(cfg: Any, key: str = "optim_wrapper.optimizer", allow_hy
     return parsed
 
 
+def default_fallback(parsed: OptimizerConfig) -> dict[str, Any]:
+    """AdamW for the parameters a matrix optimizer cannot take, when the config names none.
+
+    Weight decay: the main optimizer's. Learning rate: the main one's when
+    its updates are scaled to AdamW's RMS (Muon with
+    ``adjust_lr_fn='match_rms_adamw'``, where one lr serves both, as in
+    Moonlight); otherwise AdamW's own default, since Muon's original scaling
+    wants an lr (~0.02) far above what AdamW tolerates.
+    """
+    fallback: dict[str, Any] = {"type": "AdamW"}
+    weight_decay = parsed.kwargs.get("weight_decay", parsed.keywords.defaults.get("weight_decay"))
+    if weight_decay is not None:
+        fallback["weight_decay"] = weight_decay
+    if parsed.kwargs.get("adjust_lr_fn") == "match_rms_adamw":
+        lr = parsed.kwargs.get("lr", parsed.keywords.defaults.get("lr"))
+        if lr is not None:
+            fallback["lr"] = lr
+    return fallback
+
+
 def _parse_hybrid(parsed: OptimizerConfig, options: dict[str, Any]) -> None:
     key = parsed.key
     flatten = options.get("flatten_conv", False)
@@ -144,14 +164,7 @@ def _parse_hybrid(parsed: OptimizerConfig, options: dict[str, Any]) -> None:
         fallback_keys = tuple(fallback_keys)
     fallback_cfg = options.get("fallback")
     if fallback_cfg is None:
-        # Default: AdamW at the main optimizer's lr and weight decay. Matches
-        # torch's Muon with adjust_lr_fn='match_rms_adamw' (one lr for both);
-        # with the original Muon scaling, name the fallback's lr explicitly.
-        fallback_cfg = {"type": "AdamW"}
-        for name in ("lr", "weight_decay"):
-            value = parsed.kwargs.get(name, parsed.keywords.defaults.get(name))
-            if value is not None:
-                fallback_cfg[name] = value
+        fallback_cfg = default_fallback(parsed)
     parsed.fallback = parse_optimizer_cfg(fallback_cfg, f"{key}.fallback", allow_hybrid=False)
     parsed.flatten_conv = flatten
     parsed.fallback_keys = fallback_keys

@@ -214,11 +214,17 @@ def _setting(
             if "decay_mult" in rule and base_wd is not None:
                 decay_mult, decay_rule = rule["decay_mult"], label
             matched = key
-            overrides = {k: v for k, v in rule.items() if k not in ("lr_mult", "decay_mult")}
+            overrides = {k: v for k, v in rule.items() if k not in ("lr_mult", "decay_mult", "lr", "weight_decay")}
             break
 
     lr = base_lr * lr_mult if lr_mult is not None else base_lr
     weight_decay = None if base_wd is None else (base_wd * decay_mult if decay_mult is not None else base_wd)
+    if matched is not None:  # absolute values win over multipliers, as mmengine copies them last
+        rule = custom_keys[matched]
+        if "lr" in rule:
+            lr, lr_rule = rule["lr"], f"custom_keys[{matched!r}]"
+        if "weight_decay" in rule:
+            weight_decay, decay_rule = rule["weight_decay"], f"custom_keys[{matched!r}]"
     return ParamSetting(name, param, route, lr, weight_decay, overrides, lr_rule, decay_rule, matched)
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmengine.registry import DefaultScope
 from torch import nn
 
+from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
 from .constructor import BuildPlan, OptimWrapperConstructor
+from .errors import OptimizerConfigError
 
 
 MAX_LISTED = 30
@@ -20,9 +24,23 @@ MAX_LISTED = 30
 def plan_for(model: nn.Module, optim_wrapper_cfg: dict[str, Any]) -> BuildPlan:
     """The plan the default constructor would build for ``model`` (nothing is built)."""
     cfg = dict(optim_wrapper_cfg)
-    cfg.pop("constructor", None)
+    constructor = cfg.pop("constructor", None)
+    if constructor is not None and not _is_visdet_constructor(constructor):
+        raise OptimizerConfigError(
+            f"the dry run shows what visdet's constructor builds, but this config uses {constructor!r}; "
+            "remove optim_wrapper.constructor to use visdet's",
+            "optim_wrapper.constructor",
+        )
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
     return OptimWrapperConstructor(cfg, paramwise_cfg).plan(model)
+
+
+def _is_visdet_constructor(constructor: Any) -> bool:
+    if isinstance(constructor, type):
+        return issubclass(constructor, OptimWrapperConstructor)
+    with DefaultScope.overwrite_default_scope("visdet"):
+        found = OPTIM_WRAPPER_CONSTRUCTORS.get(constructor)
+    return isinstance(found, type) and issubclass(found, OptimWrapperConstructor)
 
 
 def _fmt(value: Any) -> str:

@@ -459,17 +459,13 @@ def check_paramwise_cfg(
             raise OptimizerConfigError(f"keys must be non-empty parts of parameter names, got {pattern!r}", f"{key}.custom_keys")
         if not isinstance(rule, Mapping):
             raise OptimizerConfigError(f"must be a dict like dict(lr_mult=0.1), got {_describe(rule)}", path)
-        valid = (*CUSTOM_KEY_MULTS, *(n for n in group_keywords.names if n != "lr"))
+        valid = (*CUSTOM_KEY_MULTS, *group_keywords.names)
         for name, value in rule.items():
             if name in CUSTOM_KEY_MULTS:
                 check_number(value, name, f"{path}.{name}")
-            elif name not in group_keywords.names or name == "lr":
-                if name == "lr":
-                    hint = "; use lr_mult, a multiple of the base lr"
-                else:
-                    hint = suggestion_text(name, valid)
+            elif name not in group_keywords.names:
                 raise OptimizerConfigError(
-                    f"unknown key '{name}'{hint}\nValid keys: {', '.join(valid)}", path
+                    f"unknown key '{name}'{suggestion_text(name, valid)}\nValid keys: {', '.join(valid)}", path
                 )
         if "decay_mult" in rule:
             decay_keys.append(f"custom_keys[{pattern!r}].decay_mult")
