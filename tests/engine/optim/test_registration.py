@@ -189,10 +189,19 @@ def test_a_missing_package_keeps_visdet_working_and_says_how_to_install():
             OPTIMIZERS.build(dict(type="Adam8bit", params=torch.nn.Linear(2, 2).parameters()))
         except OptimizerUnavailableError as exc:
             print(exc)
+        from visdet.engine.optim.constructor import OptimWrapperConstructor
+        try:
+            OptimWrapperConstructor(dict(optimizer=dict(type="AdamW8bit", lr=1e-3)))
+        except OptimizerUnavailableError as exc:
+            print(exc)
         """
     )
     assert result.returncode == 0, result.stderr
     assert "'Adam8bit' cannot run here: bitsandbytes is not installed (pip install bitsandbytes)" in result.stdout
+    assert (
+        "optim_wrapper.optimizer.type: 'AdamW8bit' cannot run here: bitsandbytes is not installed "
+        "(pip install bitsandbytes)" in result.stdout
+    )
 
 
 def test_a_package_that_fails_to_import_is_reported_not_fatal():
