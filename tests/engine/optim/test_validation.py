@@ -272,3 +272,15 @@ def test_error_is_a_value_error_with_one_line_key_prefix():
     err = expect(r".", dict(type="AdamW", lr="fast"))
     assert isinstance(err, ValueError)
     assert str(err).startswith("optim_wrapper.optimizer.lr: ")
+
+
+def test_required_arguments_of_a_base_reached_through_kwargs_are_not_demanded():
+    """torch.optim.Optimizer.__init__ requires `defaults`; a subclass forwarding **kwargs passes it itself."""
+
+    class PassesDefaults(torch.optim.Optimizer):
+        def __init__(self, params, lr=0.1, **kwargs):
+            super().__init__(params, defaults=dict(lr=lr), **kwargs)
+
+    keywords = accepted_keywords(PassesDefaults)
+    assert "defaults" in keywords.names and keywords.required == ()
+    build(dict(type=PassesDefaults, lr=0.5))

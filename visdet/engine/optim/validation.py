@@ -80,17 +80,26 @@ def accepted_keywords(cls: Any, skip_first: bool = True) -> Keywords:
     )
 
 
+def _add_parameter(
+    p: inspect.Parameter, names: list[str], defaults: dict[str, Any], required: list[str] | None
+) -> None:
+    """Record one keyword; ``required`` is None for a base class reached through **kwargs
+    (the subclass may pass its required arguments itself)."""
+    if p.name in names:
+        return
+    names.append(p.name)
+    if p.default is not p.empty:
+        defaults[p.name] = p.default
+    elif required is not None:
+        required.append(p.name)
+
+
 def _collect_signature(
     func: Any, skip_first: bool, names: list[str], defaults: dict[str, Any], required: list[str]
 ) -> None:
     for i, p in enumerate(inspect.signature(func).parameters.values()):
-        if (skip_first and i == 0) or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        names.append(p.name)
-        if p.default is p.empty:
-            required.append(p.name)
-        else:
-            defaults[p.name] = p.default
+        if not (skip_first and i == 0) and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            _add_parameter(p, names, defaults, required)
 
 
 def _defining_class(cls: type) -> type | None:
@@ -113,6 +122,7 @@ def _collect(
     owner = _defining_class(cls)
     if owner is None or owner is object or owner in seen:
         return
+    is_top = not seen  # the class the config names, not a base reached through **kwargs
     seen.add(owner)
     init = vars(owner)["__init__"]
     try:
@@ -131,13 +141,7 @@ def _collect(
         positional_seen += 1
         if skip_first and positional_seen == 1 and p.kind is p.POSITIONAL_OR_KEYWORD:
             continue  # params / model_params: the constructor passes it
-        if p.name in names:
-            continue
-        names.append(p.name)
-        if p.default is p.empty:
-            required.append(p.name)
-        else:
-            defaults[p.name] = p.default
+        _add_parameter(p, names, defaults, required if is_top else None)
     if var_kw is None:
         return
     try:
