@@ -8,7 +8,7 @@ Nothing is built here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,7 +46,6 @@ class OptimizerConfig:
     fallback: OptimizerConfig | None = None
     flatten_conv: bool = False
     fallback_keys: tuple[str, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_hybrid(self) -> bool:
