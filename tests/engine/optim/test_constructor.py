@@ -263,3 +263,20 @@ def test_importing_the_constructor_prints_nothing():
     result = run_python("import visdet.engine.optim.constructor, visdet.engine.optim.report")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == "" and result.stderr == ""
+
+
+def test_reloading_the_constructor_module_does_not_raise_already_registered():
+    result = run_python(
+        """
+        import importlib
+        import visdet.engine.optim.builders as builders
+        import visdet.engine.optim.constructor as constructor
+        importlib.reload(constructor)
+        from mmengine.registry import DefaultScope
+        from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+        with DefaultScope.overwrite_default_scope('visdet'):
+            print(OPTIM_WRAPPER_CONSTRUCTORS.get('DefaultOptimWrapperConstructor') is constructor.OptimWrapperConstructor)
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True"

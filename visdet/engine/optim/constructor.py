@@ -75,7 +75,9 @@ class BuildPlan:
     kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module(name=["DefaultOptimWrapperConstructor", "OptimWrapperConstructor"])
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+    name=["DefaultOptimWrapperConstructor", "OptimWrapperConstructor"], force=True  # force: survives reload
+)
 class OptimWrapperConstructor:
     """Build an ``OptimWrapper`` from ``optim_wrapper`` config and a model.
 
