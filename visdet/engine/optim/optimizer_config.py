@@ -57,9 +57,7 @@ class OptimizerConfig:
         The weight decay is the configured one only (None when the config sets
         none), as in mmengine: decay rules need an explicit weight decay.
         """
-        lr = self.kwargs.get("lr", self.keywords.defaults.get("lr"))
-        if self.inner is not None:
-            lr = self.kwargs.get("lr", self.inner.keywords.defaults.get("lr"))
+        lr = self.kwargs.get("lr", self.keywords.defaults.get("lr"))  # ZeRO's keywords hold the inner defaults
         if lr is None:
             raise OptimizerConfigError(f"{self.name} has no default lr; set lr", self.key)
         return float(lr), self.kwargs.get("weight_decay")
