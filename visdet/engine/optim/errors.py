@@ -8,20 +8,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from visdet.errors import ConfigError
 
-class OptimizerConfigError(ValueError):
-    """A configuration mistake found at build time, before any training work.
+
+class OptimizerConfigError(ConfigError):
+    """A configuration mistake in ``optim_wrapper``, found at build time, before any training work.
 
     Args:
         message: What is wrong and how to fix it.
         key: The config path the mistake is at, e.g.
             ``'optim_wrapper.optimizer.type'``. It is prefixed to the message.
     """
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        self.key = key
-        self.reason = message
-        super().__init__(f"{key}: {message}" if key else message)
 
 
 class OptimizerUnavailableError(OptimizerConfigError):
