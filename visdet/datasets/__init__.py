@@ -1,1 +1,8 @@
-"""Datasets, transforms and the embedded default data (registered in DATASETS/TRANSFORMS)."""
+"""Datasets and transforms (registered in visdet's DATASETS / TRANSFORMS)."""
+from visdet.datasets.coco import CocoDataset
+from visdet.datasets.errors import DatasetConfigError
+from visdet.datasets.transforms import (ImageLoadError, LoadAnnotations, LoadImageFromFile, PackDetInputs,
+                                        RandomFlip, Resize)
+
+__all__ = ['CocoDataset', 'DatasetConfigError', 'ImageLoadError', 'LoadAnnotations', 'LoadImageFromFile',
+           'PackDetInputs', 'RandomFlip', 'Resize']
