@@ -1,1 +1,4 @@
-"""Detection metrics (registered in METRICS)."""
+"""Detection metrics (registered in visdet's METRICS)."""
+from visdet.evaluation.metrics import CocoMetric
+
+__all__ = ['CocoMetric']
