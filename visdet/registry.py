@@ -41,6 +41,17 @@ from visdet.engine.optim.registration import OptimizerRegistry, register_all_opt
 SCOPE = "visdet"
 
 
+def registered_names(registry: Registry) -> list[str]:
+    """Every name ``registry.get`` resolves: the registry's own, then its parents' (for did-you-mean lists)."""
+    registry.import_from_location()
+    names: list[str] = []
+    node: Registry | None = registry
+    while node is not None:
+        names.extend(n for n in node.module_dict if n not in names)
+        node = node.parent
+    return names
+
+
 def _child(name: str, parent: Registry, locations: list[str], cls: type[Registry] = Registry) -> Registry:
     """The visdet child of ``parent``, created once per process."""
     existing = parent.children.get(SCOPE)
@@ -51,8 +62,9 @@ def _child(name: str, parent: Registry, locations: list[str], cls: type[Registry
     return cls(name, parent=parent, scope=SCOPE, locations=locations)
 
 
-ENGINE, DATA, MODEL, OPTIM, OPTIM_BUILDERS, EVAL, VIS = (
+ENGINE, HOOK_MODULES, DATA, MODEL, OPTIM, OPTIM_BUILDERS, EVAL, VIS = (
     ["visdet.engine"],
+    ["visdet.engine.hooks"],
     ["visdet.datasets"],
     ["visdet.models"],
     ["visdet.engine.optim"],
@@ -65,7 +77,7 @@ ENGINE, DATA, MODEL, OPTIM, OPTIM_BUILDERS, EVAL, VIS = (
 RUNNERS = _child("runner", MMENGINE_RUNNERS, ENGINE)
 RUNNER_CONSTRUCTORS = _child("runner constructor", MMENGINE_RUNNER_CONSTRUCTORS, ENGINE)
 LOOPS = _child("loop", MMENGINE_LOOPS, ENGINE)
-HOOKS = _child("hook", MMENGINE_HOOKS, ENGINE)
+HOOKS = _child("hook", MMENGINE_HOOKS, HOOK_MODULES)
 LOG_PROCESSORS = _child("log processor", MMENGINE_LOG_PROCESSORS, ENGINE)
 STRATEGIES = _child("strategy", MMENGINE_STRATEGIES, ENGINE)
 

@@ -1,0 +1,4 @@
+"""Necks (registered in MODELS)."""
+from visdet.models.necks.fpn import FPN
+
+__all__ = ["FPN"]
