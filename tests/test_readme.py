@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from testutils import REPO
 
 
 def _commands() -> list[str]:

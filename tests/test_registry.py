@@ -9,7 +9,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 import visdet.registry as vr
-from conftest import run_python
+from testutils import run_python
 
 PAIRS = [
     ("RUNNERS", "RUNNERS"), ("LOOPS", "LOOPS"), ("HOOKS", "HOOKS"), ("DATASETS", "DATASETS"),

@@ -1,7 +1,7 @@
 """configs/_base_/default_runtime.py resolves through the visdet scope with no manual import."""
 from __future__ import annotations
 
-from conftest import run_python
+from testutils import run_python
 
 
 def test_visdet_scope_config_builds_optimizer_and_hooks_without_importing_visdet():

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from tests.conftest import run_python
+from testutils import run_python
 from visdet.datasets import CocoDataset, DatasetConfigError
 from visdet.errors import ConfigError
 from visdet.registry import DATASETS

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from testutils import REPO
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

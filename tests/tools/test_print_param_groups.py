@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import REPO
+from testutils import REPO
 
 MODEL_MODULE = '''
 import torch

@@ -9,7 +9,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from conftest import run_python
+from testutils import run_python
 from visdet.engine.optim.amp_wrapper import AmpOptimWrapper  # importing registers it in visdet's OPTIM_WRAPPERS
 from visdet.engine.optim.errors import OptimizerConfigError
 

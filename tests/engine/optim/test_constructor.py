@@ -11,7 +11,7 @@ from mmengine.optim.scheduler import CosineAnnealingLR
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from tests.conftest import run_python
+from testutils import run_python
 from visdet.engine.optim.constructor import OptimWrapperConstructor
 from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
 from visdet.engine.optim.hybrid import HybridOptimizer

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.registry import Registry
 
-from conftest import run_python
+from testutils import run_python
 from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
 from visdet.engine.optim.registration import (
     LazyOptimizerClass,
