@@ -284,3 +284,23 @@ def test_required_arguments_of_a_base_reached_through_kwargs_are_not_demanded():
     keywords = accepted_keywords(PassesDefaults)
     assert "defaults" in keywords.names and keywords.required == ()
     build(dict(type=PassesDefaults, lr=0.5))
+
+
+class _Base:
+    def __init__(self, optimizer, base_only=1):
+        self.optimizer = optimizer
+
+
+class _Mixin:
+    def __init__(self, *args, mixin_only=2, **kwargs):
+        super().__init__(*args, **kwargs)  # reaches _Base only through the built class's MRO
+
+
+class _Built(_Mixin, _Base):
+    pass
+
+
+def test_super_in_a_mixin_follows_the_built_class_mro():
+    """mmengine's LinearLR is such a mixin class; its ``begin``/``end`` come from the base."""
+    keywords = accepted_keywords(_Built)
+    assert {"mixin_only", "base_only"} <= set(keywords.names) and not keywords.open

@@ -118,7 +118,9 @@ def _collect(
     required: list[str],
     open_reasons: list[str],
     seen: set[type],
+    mro: tuple[type, ...] | None = None,
 ) -> None:
+    mro = mro or cls.__mro__  # super() in a mixin follows the built class's MRO, not the mixin's
     owner = _defining_class(cls)
     if owner is None or owner is object or owner in seen:
         return
@@ -156,11 +158,11 @@ def _collect(
     if unknown:
         open_reasons.append(f"{owner.__qualname__}.__init__ passes **{var_kw} on to {unknown}")
     for target in forwarded:
-        base = _forward_target(owner, target)
+        base = _forward_target(owner, target, mro)
         if base is None:
             open_reasons.append(f"{owner.__qualname__}.__init__ passes **{var_kw} to {target}")
             continue
-        _collect(base, skip_first, names, defaults, required, open_reasons, seen)
+        _collect(base, skip_first, names, defaults, required, open_reasons, seen, mro)
 
 
 def _kwargs_usage(tree: ast.AST, var_kw: str) -> tuple[list[str], list[str], str]:
@@ -205,11 +207,11 @@ def _kwargs_usage(tree: ast.AST, var_kw: str) -> tuple[list[str], list[str], str
     return read, forwarded, unknown
 
 
-def _forward_target(owner: type, call: str) -> type | None:
-    """The class whose ``__init__`` a forwarding call reaches."""
+def _forward_target(owner: type, call: str, mro: tuple[type, ...]) -> type | None:
+    """The class whose ``__init__`` a forwarding call from ``owner`` reaches, in the built class's ``mro``."""
     if call.startswith("super("):
-        mro = owner.__mro__
-        return mro[1] if len(mro) > 1 else None
+        rest = mro[mro.index(owner) + 1:] if owner in mro else owner.__mro__[1:]
+        return rest[0] if rest else None
     base_name = call.rsplit(".", 2)[0]
     for base in owner.__mro__[1:]:
         if base.__name__ == base_name:
