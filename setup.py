@@ -13,6 +13,7 @@ CORE = [
     "mmcv-lite>=2.1,<2.3",
     "numpy",
     "pycocotools>=2.0.7",
+    "matplotlib",  # curves.png at the end of training (CurvePlotHook)
 ]
 
 EXTRAS = {

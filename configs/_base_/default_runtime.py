@@ -10,12 +10,19 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", interval=1),
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
+# curves.png (loss and mAP) in the work dir at the end; peak memory in the log on CPU;
+# checkpoints that torch.load(weights_only=True) reads with no allowlist.
+custom_hooks = [dict(type="CurvePlotHook"), dict(type="MemoryLogHook"), dict(type="PlainCheckpointHook")]
 
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
     dist_cfg=dict(backend="nccl"),
 )
+
+# Scalars go to <work_dir>/<timestamp>/vis_data/scalars.json; tools/train.py adds
+# TensorBoard when it is installed.
+visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")], name="visualizer")
 
 log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
 log_level = "INFO"

@@ -1,0 +1,6 @@
+"""Training hooks visdet adds to mmengine's (registered in visdet's HOOKS)."""
+from visdet.engine.hooks.curve_plot_hook import CurvePlotHook
+from visdet.engine.hooks.memory_log_hook import MemoryLogHook
+from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
+
+__all__ = ["CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook"]
