@@ -1,0 +1,175 @@
+"""Checks a whole config before the Runner builds anything, so mistakes cost seconds, not a run.
+
+mmengine's Runner ignores top-level keys it does not know (a misspelt
+``optim_wraper`` silently trains with no optimizer config), reports an unknown
+``type`` as a bare ``KeyError`` and a misspelt argument as a ``TypeError``
+from deep inside the build, sometimes after the model and data are loaded.
+These checks walk the config once, resolve every ``type`` in the sections the
+Runner builds against visdet's registries, compare each component's keys with
+what its class accepts, and run the optimizer constructor's own validation --
+all without building a model or reading data.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from mmengine.registry import Registry
+
+from visdet.engine.optim.errors import suggestion_text
+from visdet.engine.optim.validation import accepted_keywords
+from visdet.errors import ConfigError
+
+# Keys Runner.from_cfg reads, plus the ones visdet's tools read.
+RUNNER_KEYS = frozenset({
+    "model", "work_dir", "train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg",
+    "test_cfg", "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator", "test_evaluator",
+    "default_hooks", "custom_hooks", "data_preprocessor", "load_from", "resume", "launcher", "env_cfg",
+    "log_processor", "log_level", "visualizer", "default_scope", "randomness", "experiment_name",
+    "runner_type", "embedded_data",
+})
+# A top-level key this close to a runner key is a typo, not a helper variable like ``data_root``.
+_TYPO_CUTOFF = 0.85
+
+
+def check_top_level_keys(cfg: Mapping[str, Any]) -> None:
+    """Refuse top-level keys that look like misspelt runner keys, and a config with nothing to train."""
+    for key in cfg:
+        if key in RUNNER_KEYS or key.startswith("_"):
+            continue
+        close = difflib.get_close_matches(key, RUNNER_KEYS, n=1, cutoff=_TYPO_CUTOFF)
+        if close:
+            raise ConfigError(
+                f"the runner does not read '{key}'; did you mean '{close[0]}'? "
+                f"(a misspelt key is otherwise ignored silently)", key)
+    missing = [key for key in ("model", "train_dataloader", "train_cfg", "optim_wrapper") if key not in cfg]
+    if missing:
+        raise ConfigError(f"the config has no {', '.join(map(repr, missing))}; training needs "
+                          f"model, train_dataloader, train_cfg and optim_wrapper")
+
+
+def resolve_type(component: Mapping[str, Any], registry: Registry, key: str, what: str) -> Any:
+    """The class a ``type`` names, or a ConfigError listing close names."""
+    obj_type = component.get("type")
+    if obj_type is None:
+        raise ConfigError(f"{what} config has no 'type'", key)
+    if not isinstance(obj_type, str):
+        return obj_type  # a class given directly in a Python config
+    found = registry.get(obj_type)
+    if found is None:
+        from visdet.registry import registered_names
+
+        names = sorted(registered_names(registry))
+        hint = suggestion_text(obj_type, names) or f"; known {what}s include {', '.join(names[:12])}"
+        raise ConfigError(f"unknown {what} type '{obj_type}'{hint}", f"{key}.type")
+    return found
+
+
+def check_arguments(component: Mapping[str, Any], cls: Any, key: str, extra: tuple[str, ...] = ()) -> None:
+    """Refuse keys ``cls`` cannot accept, with the closest valid ones; silent when it takes **kwargs onward."""
+    if not callable(cls):
+        return
+    try:
+        keywords = accepted_keywords(cls, skip_first=False)
+    except (TypeError, ValueError):  # builtins without a signature
+        return
+    if keywords.open:
+        return
+    valid = ["type", *extra, *keywords.names]
+    unknown = [name for name in component if name not in valid]
+    if unknown:
+        name = unknown[0]
+        raise ConfigError(
+            f"{getattr(cls, '__name__', cls)} has no argument '{name}'{suggestion_text(name, keywords.names)}\n"
+            f"Valid arguments: {', '.join(n for n in keywords.names if n != 'self') or '(none)'}",
+            f"{key}.{name}")
+
+
+def _check(component: Any, registry: Registry, key: str, what: str, extra: tuple[str, ...] = ()) -> Any:
+    if not isinstance(component, Mapping):
+        raise ConfigError(f"expected a dict with a 'type', got {type(component).__name__}", key)
+    cls = resolve_type(component, registry, key, what)
+    check_arguments(component, cls, key, extra)
+    return cls
+
+
+def _items(section: Any) -> Iterator[tuple[str, Any]]:
+    """(suffix, item) pairs of a list or dict of component configs."""
+    if isinstance(section, Mapping):
+        yield from ((f".{name}", item) for name, item in section.items())
+    elif isinstance(section, (list, tuple)):
+        yield from ((f"[{i}]", item) for i, item in enumerate(section))
+
+
+def check_dataloader(loader: Mapping[str, Any], key: str) -> None:
+    """Types and arguments of a dataloader's data set, pipeline and sampler."""
+    from visdet.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
+
+    dataset = loader.get("dataset")
+    if dataset is None:
+        raise ConfigError("a dataloader needs a 'dataset'", key)
+    _check(dataset, DATASETS, f"{key}.dataset", "dataset")
+    for suffix, transform in _items(dataset.get("pipeline", [])):
+        if isinstance(transform, Mapping):
+            _check(transform, TRANSFORMS, f"{key}.dataset.pipeline{suffix}", "transform")
+    for name in ("sampler", "batch_sampler"):
+        if isinstance(loader.get(name), Mapping):
+            _check(loader[name], DATA_SAMPLERS, f"{key}.{name}", "sampler")
+
+
+def check_model(model: Any) -> None:
+    """The detector's own type and those of its direct parts (deeper parts are checked as they build)."""
+    from visdet.registry import MODELS
+
+    _check(model, MODELS, "model", "model")
+    for part in ("data_preprocessor", "backbone", "neck", "rpn_head", "roi_head"):
+        if isinstance(model.get(part), Mapping):
+            resolve_type(model[part], MODELS, f"model.{part}", "model part")
+
+
+def check_runtime(cfg: Mapping[str, Any]) -> None:
+    """Hooks, parameter schedulers and evaluators."""
+    from visdet.registry import HOOKS, METRICS, PARAM_SCHEDULERS
+
+    for section, registry, what in (("default_hooks", HOOKS, "hook"), ("custom_hooks", HOOKS, "hook"),
+                                    ("param_scheduler", PARAM_SCHEDULERS, "parameter scheduler")):
+        items = cfg.get(section)
+        if isinstance(items, Mapping) and "type" in items:  # a single scheduler given as a dict
+            items = [items]
+        for suffix, item in _items(items or []):
+            if item is not None:
+                # The Runner consumes 'priority' (hooks) and 'convert_to_iter_based' (schedulers) itself.
+                extra = ("priority",) if what == "hook" else ("convert_to_iter_based",)
+                _check(item, registry, f"{section}{suffix}", what, extra=extra)
+    for section in ("val_evaluator", "test_evaluator"):
+        evaluator = cfg.get(section)
+        for suffix, metric in (_items(evaluator) if isinstance(evaluator, list) else [("", evaluator)]):
+            if isinstance(metric, Mapping):
+                _check(metric, METRICS, f"{section}{suffix}", "metric")
+
+
+def check_optim_wrapper(cfg: Mapping[str, Any]) -> None:
+    """Run the optimizer constructor's validation (it needs no model)."""
+    from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+    optim_wrapper = dict(cfg["optim_wrapper"])
+    constructor = optim_wrapper.pop("constructor", "DefaultOptimWrapperConstructor")
+    paramwise_cfg = optim_wrapper.pop("paramwise_cfg", None)
+    OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(type=constructor, optim_wrapper_cfg=optim_wrapper, paramwise_cfg=paramwise_cfg))
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+    """Every check above, in the order a user would fix them; raises ConfigError on the first mistake."""
+    from mmengine.registry import DefaultScope
+
+    scope = cfg.get("default_scope", "visdet")
+    with DefaultScope.overwrite_default_scope(scope):
+        check_top_level_keys(cfg)
+        check_model(cfg["model"])
+        for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+            if isinstance(cfg.get(key), Mapping):
+                check_dataloader(cfg[key], key)
+        check_runtime(cfg)
+        check_optim_wrapper(cfg)
