@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from testutils import run_python
-from visdet.datasets import CocoDataset, DatasetConfigError
+from visdet.datasets import CocoDataset, DatasetConfigError, ImageLoadError
 from visdet.errors import ConfigError
 from visdet.registry import DATASETS
 from visdet.structures import DetDataSample
@@ -123,6 +123,21 @@ def test_missing_image_file_is_caught_at_build(dataset_cfg, coco_root):
     with pytest.raises(DatasetConfigError, match='dataset.data_prefix.img') as err:
         build(dataset_cfg)
     assert str(coco_root / 'images' / 'a.png') in str(err.value)
+
+
+def test_unreadable_image_is_named_at_build(dataset_cfg, coco_root):
+    (coco_root / 'images' / 'c.png').write_bytes(b'not an image')
+    with pytest.raises(ImageLoadError, match='not a readable image') as err:
+        build(dataset_cfg)
+    assert str(coco_root / 'images' / 'c.png') in str(err.value)
+    assert len(build(dataset_cfg, check_images=False)) > 0  # opt-out: met when decoded instead
+
+
+def test_later_missing_image_is_named_at_build(dataset_cfg, coco_root):
+    (coco_root / 'images' / 'd.png').unlink()  # not the first listed: the header check finds it
+    with pytest.raises(ImageLoadError, match='does not exist') as err:
+        build(dataset_cfg)
+    assert str(coco_root / 'images' / 'd.png') in str(err.value)
 
 
 @pytest.mark.parametrize('content, fragment', [

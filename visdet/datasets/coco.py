@@ -16,15 +16,17 @@ import io
 import json
 import logging
 import os.path as osp
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mmengine import fileio
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
+from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 
 from visdet.datasets.errors import DatasetConfigError
+from visdet.datasets.transforms.loading import ImageLoadError
 from visdet.registry import DATASETS, TRANSFORMS
 
 COCO_CLASSES = (
@@ -130,6 +132,29 @@ def class_cat_ids(classes: Sequence[str], categories: list[dict], where: str, ke
     return [name2id[name] for name in classes]
 
 
+def check_image_headers(paths: Iterable[str]) -> None:
+    """Raise ImageLoadError naming the first local image that is missing or has no readable image header.
+
+    Runs when the dataset is built, so a bad file stops the run before the first
+    iteration rather than hours in. Only the header is read (PIL opens lazily;
+    ~0.1 ms an image, seconds for all of COCO); a file whose header is fine but
+    whose body is truncated is still caught, and named, when it is decoded.
+    """
+    for path in paths:
+        if '://' in path:
+            continue
+        try:
+            with Image.open(path):
+                pass
+        except FileNotFoundError:
+            raise ImageLoadError(f'image file {_shown(path)} does not exist (check the dataset\'s '
+                                 "data_prefix.img and the file_name in the annotation file)") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise ImageLoadError(f'image file {_shown(path)} is not a readable image ({err}); replace or '
+                                 'remove it (set check_images=False in the dataset config to skip this '
+                                 'check)') from None
+
+
 @DATASETS.register_module()
 class CocoDataset(BaseDataset):
     """COCO detection dataset (boxes only), MMDetection's config keys and data infos.
@@ -142,13 +167,18 @@ class CocoDataset(BaseDataset):
     ``test_mode``) images without any non-crowd box and images whose shorter
     side is below ``min_size``. mmdet keeps images whose only boxes are crowd
     or invalid; they carry no training signal, so they are dropped here.
+
+    ``check_images=True`` opens the header of every listed local image when the
+    dataset is built, so a missing or unreadable file is named before training.
     """
 
     METAINFO = {'classes': COCO_CLASSES}
 
     def __init__(self, *args: Any, data_prefix: dict | None = None,
-                 pipeline: Sequence[dict | Any] = (), backend_args: dict | None = None, **kwargs: Any) -> None:
+                 pipeline: Sequence[dict | Any] = (), backend_args: dict | None = None,
+                 check_images: bool = True, **kwargs: Any) -> None:
         self.backend_args = backend_args
+        self.check_images = check_images
         # Build dict transforms with visdet's registry so a dataset made outside
         # a Runner (no default scope) still finds visdet's transforms.
         built = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
@@ -213,6 +243,8 @@ class CocoDataset(BaseDataset):
                 f"image {_shown(data_list[0]['img_path'])} (the first listed in "
                 f'{_shown(self.ann_file)}) does not exist; `dataset.data_prefix.img` must be the folder that '
                 "holds the images named by 'file_name'.", key='dataset.data_prefix.img')
+        if self.check_images:
+            check_image_headers(info['img_path'] for info in data_list)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
