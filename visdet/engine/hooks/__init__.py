@@ -1,4 +1,7 @@
 """Training hooks visdet adds to mmengine's (registered in visdet's HOOKS)."""
+from visdet.engine.optim.quiet import quiet_import
+
+quiet_import("mmengine.optim")  # via mmengine.hooks; see visdet/models/__init__.py
 from visdet.engine.hooks.curve_plot_hook import CurvePlotHook
 from visdet.engine.hooks.memory_log_hook import MemoryLogHook
 from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
