@@ -30,3 +30,9 @@ def test_main_command_script_exists():
     main = _commands()[0]
     script = main.split("&&")[-1].split()[1]
     assert (REPO / script).is_file()
+
+
+def test_main_command_trains_the_main_config():
+    main = _commands()[0]
+    assert main.endswith("tools/train.py configs/faster_rcnn_adamw.py")
+    assert (REPO / "configs" / "faster_rcnn_adamw.py").is_file()
