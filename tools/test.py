@@ -1,0 +1,63 @@
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options ...]``.
+
+Runs the config's test dataloader and test evaluator (bbox mAP on the embedded
+or COCO val split) and prints the metrics. Flags are MMDetection's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from visdet.engine.launch import (DictAction, build_runner, load_config, prepare_embedded_data,  # noqa: E402
+                                  set_launcher, set_work_dir)
+from visdet.datasets.transforms.loading import ImageLoadError  # noqa: E402
+from visdet.engine.preflight import check_config  # noqa: E402
+from visdet.errors import ConfigError  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Evaluate a visdet checkpoint")
+    parser.add_argument("config", help="config file the checkpoint was trained with")
+    parser.add_argument("checkpoint", help="checkpoint file (.pth)")
+    parser.add_argument("--work-dir", help="where the evaluation log goes (default: ./work_dirs/<config name>)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="override config keys, e.g. test_dataloader.batch_size=2")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if not osp.isfile(args.checkpoint):
+            raise ConfigError(f"checkpoint '{args.checkpoint}' does not exist", "CHECKPOINT")
+        cfg = load_config(args.config, args.cfg_options)
+        set_work_dir(cfg, args.work_dir, args.config)
+        set_launcher(cfg, args.launcher)
+        cfg.load_from = args.checkpoint
+        cfg.resume = False
+        check_config(cfg)
+        prepare_embedded_data(cfg)
+        runner = build_runner(cfg)
+        metrics = runner.test()
+    except ConfigError as error:
+        print(f"visdet: configuration error: {error}", file=sys.stderr)
+        return 2
+    except ImageLoadError as error:  # met while evaluating
+        print(f"visdet: data error: {error}", file=sys.stderr)
+        return 1
+    for name, value in (metrics or {}).items():
+        print(f"{name}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

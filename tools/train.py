@@ -1,0 +1,65 @@
+"""Train a detector: ``python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] ...``.
+
+The flags are MMDetection's. Configuration mistakes are reported as one message
+(exit status 2) before the Runner builds anything; see visdet.engine.preflight.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from visdet.engine.launch import (DictAction, add_vis_backends, build_runner, enable_amp, load_config,  # noqa: E402
+                                  prepare_embedded_data, set_launcher, set_resume, set_work_dir)
+from visdet.datasets.transforms.loading import ImageLoadError  # noqa: E402
+from visdet.engine.preflight import check_config  # noqa: E402
+from visdet.errors import ConfigError  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a visdet detector")
+    parser.add_argument("config", help="config file, e.g. configs/faster_rcnn_adamw.py")
+    parser.add_argument("--work-dir", help="where logs, checkpoints and curves.png go "
+                                           "(default: ./work_dirs/<config name>)")
+    parser.add_argument("--resume", nargs="?", type=str, const="auto",
+                        help="resume from CKPT, or without a value from the work dir's latest checkpoint")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision (bf16 on CPU; fp16 with dynamic loss scaling on CUDA)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="override config keys, e.g. optim_wrapper.optimizer.lr=1e-4")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                        help="'pytorch' when started by torchrun for multi-process training")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+        set_work_dir(cfg, args.work_dir, args.config)
+        set_launcher(cfg, args.launcher)
+        if args.amp:
+            enable_amp(cfg)
+        set_resume(cfg, args.resume)
+        add_vis_backends(cfg)
+        check_config(cfg)
+        prepare_embedded_data(cfg)
+        runner = build_runner(cfg)
+        runner.train()
+    except ConfigError as error:
+        print(f"visdet: configuration error: {error}", file=sys.stderr)
+        return 2
+    except ImageLoadError as error:  # met while training: the last checkpoint is intact
+        print(f"visdet: data error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

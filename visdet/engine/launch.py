@@ -1,0 +1,119 @@
+"""From command-line arguments to a ready mmengine Runner: what ``tools/train.py`` and ``tools/test.py`` share.
+
+The tools stay thin (argument parsing); this module applies the flags MMDetection
+users know (``--work-dir``, ``--amp``, ``--resume``, ``--cfg-options``,
+``--launcher``) to the config, generates the embedded data set when the config
+uses it, and runs :func:`visdet.engine.preflight.check_config` before the
+Runner builds anything.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os.path as osp
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: F401  DictAction re-exported for the tools
+from mmengine.logging import print_log
+
+from visdet.errors import ConfigError
+
+AMP_WRAPPER = "AmpOptimWrapper"
+
+
+def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Config:
+    """Read a config file and apply ``--cfg-options``; a missing file is a ConfigError, not a traceback."""
+    if not osp.isfile(path):
+        configs = sorted(str(p) for p in Path("configs").glob("*.py")) if Path("configs").is_dir() else []
+        hint = f"; configs here: {', '.join(configs)}" if configs else ""
+        raise ConfigError(f"config file '{path}' does not exist{hint}", "CONFIG")
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(dict(cfg_options))
+    return cfg
+
+
+def set_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> None:
+    """``--work-dir`` wins, then the config's ``work_dir``, then ``./work_dirs/<config name>`` (mmdet's rule)."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config_path))[0])
+
+
+def enable_amp(cfg: Config) -> None:
+    """``--amp``: mixed precision through visdet's AmpOptimWrapper (bf16 on CPU, fp16 with loss scaling on CUDA)."""
+    optim_wrapper = cfg.optim_wrapper
+    kind = optim_wrapper.get("type", "OptimWrapper")
+    if kind == AMP_WRAPPER:
+        print_log("--amp: the config already uses AmpOptimWrapper", logger="current", level=logging.INFO)
+        return
+    if kind != "OptimWrapper":
+        raise ConfigError(f"--amp works with type='OptimWrapper'; this config uses '{kind}', which manages "
+                          "precision itself", "optim_wrapper.type")
+    optim_wrapper.type = AMP_WRAPPER
+    if torch.cuda.is_available():
+        optim_wrapper.setdefault("loss_scale", "dynamic")
+
+
+def set_resume(cfg: Config, resume: str | None) -> None:
+    """``--resume`` alone resumes from the work dir's latest checkpoint; ``--resume CKPT`` from that file."""
+    if resume is None:
+        return
+    cfg.resume = True
+    if resume == "auto":
+        cfg.load_from = None
+    else:
+        if not osp.isfile(resume):
+            raise ConfigError(f"checkpoint '{resume}' does not exist", "--resume")
+        cfg.load_from = resume
+
+
+def set_launcher(cfg: Config, launcher: str) -> None:
+    """Record the launcher; without CUDA, distributed runs use gloo (nccl needs GPUs)."""
+    cfg.launcher = launcher
+    if launcher != "none" and not torch.cuda.is_available():
+        cfg.setdefault("env_cfg", ConfigDict()).setdefault("dist_cfg", ConfigDict())["backend"] = "gloo"
+
+
+def add_vis_backends(cfg: Config) -> None:
+    """Scalars to json always (LocalVisBackend); to TensorBoard too when it is installed."""
+    visualizer = cfg.setdefault("visualizer", ConfigDict(type="Visualizer", name="visualizer"))
+    backends = list(visualizer.get("vis_backends") or [dict(type="LocalVisBackend")])
+    if importlib.util.find_spec("tensorboard") is not None and not any(
+            b.get("type") == "TensorboardVisBackend" for b in backends):
+        backends.append(dict(type="TensorboardVisBackend"))
+    visualizer.vis_backends = backends
+
+
+def prepare_embedded_data(cfg: Config) -> None:
+    """Generate the embedded data set when the config uses it and it is absent or outdated."""
+    spec_cfg = cfg.get("embedded_data")
+    if not spec_cfg:
+        return
+    from visdet.datasets.embedded import EmbeddedDataSpec, ensure
+
+    try:
+        spec = EmbeddedDataSpec.from_cfg(dict(spec_cfg))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error), None) from error
+    root = spec_cfg.get("root")
+    if not root:
+        raise ConfigError("needs 'root', the folder to generate the data set in", "embedded_data.root")
+    if ensure(root, spec):
+        print_log(f"Generated the embedded data set under {root} ({spec.num_train} train, {spec.num_val} val "
+                  f"images)", logger="current", level=logging.INFO)
+
+
+def build_runner(cfg: Config):
+    """mmengine's Runner (or ``runner_type``) from a config that passed the pre-flight checks."""
+    from mmengine.runner import Runner
+
+    from visdet.registry import RUNNERS
+
+    if "runner_type" in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
