@@ -20,3 +20,7 @@ class ConfigError(ValueError):
         self.key = key
         self.reason = message
         super().__init__(f"{key}: {message}" if key else message)
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that is missing, truncated, corrupt or unsafe to load; the message names it."""

@@ -9,6 +9,10 @@ rewrites those values into plain tensors, lists and numbers just before a
 save, and turns them back into ``HistoryBuffer`` objects right after a load,
 before the Runner hands them to its MessageHub. Model, optimizer and
 scheduler states are tensors and built-in types already and are not touched.
+
+When the Runner starts it also installs :mod:`visdet.engine.checkpoint_io`
+(atomic checkpoint writes, ``weights_only=True`` loading with errors that name
+the file), unless ``tools/train.py`` already did.
 """
 from __future__ import annotations
 
@@ -64,6 +68,12 @@ class PlainCheckpointHook(Hook):
     """Encode ``message_hub`` and ``meta`` before each save; decode them after each load."""
 
     priority = "VERY_LOW"  # after every hook that adds to the checkpoint
+
+    def before_run(self, runner) -> None:  # before the Runner loads or resumes anything
+        from visdet.engine import checkpoint_io
+
+        if not checkpoint_io.is_installed():
+            checkpoint_io.install()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         for key in ("message_hub", "meta"):
