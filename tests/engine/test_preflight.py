@@ -55,6 +55,13 @@ def test_unknown_backbone_type_names_the_key():
     assert message.startswith("model.backbone.type:") and "ResNet" in message
 
 
+def test_misspelt_backbone_argument_names_the_key_and_the_fix():
+    cfg = _small()
+    cfg.model.backbone["deph"] = cfg.model.backbone.pop("depth")
+    message = _error(cfg)
+    assert message.startswith("model.backbone.deph:") and "did you mean 'depth'" in message
+
+
 def test_unknown_transform_names_its_position():
     cfg = _small()
     cfg.train_dataloader.dataset.pipeline[2].type = "Resise"

@@ -119,13 +119,14 @@ def check_dataloader(loader: Mapping[str, Any], key: str) -> None:
 
 
 def check_model(model: Any) -> None:
-    """The detector's own type and those of its direct parts (deeper parts are checked as they build)."""
+    """The detector's type and arguments and those of its direct parts (deeper parts are checked as they build)."""
     from visdet.registry import MODELS
 
     _check(model, MODELS, "model", "model")
     for part in ("data_preprocessor", "backbone", "neck", "rpn_head", "roi_head"):
         if isinstance(model.get(part), Mapping):
-            resolve_type(model[part], MODELS, f"model.{part}", "model part")
+            # The detector hands its train_cfg/test_cfg to the heads itself.
+            _check(model[part], MODELS, f"model.{part}", "model part", extra=("train_cfg", "test_cfg"))
 
 
 def check_runtime(cfg: Mapping[str, Any]) -> None:
