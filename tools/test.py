@@ -17,7 +17,7 @@ from visdet.engine.launch import (DictAction, build_runner, load_config, prepare
                                   set_launcher, set_work_dir)
 from visdet.datasets.transforms.loading import ImageLoadError  # noqa: E402
 from visdet.engine.preflight import check_config  # noqa: E402
-from visdet.errors import ConfigError  # noqa: E402
+from visdet.errors import CheckpointError, ConfigError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. test_dataloader.batch_size=2")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
+    parser.add_argument("--allow-unsafe-checkpoint", action="store_true",
+                        help="load checkpoints that need arbitrary Python objects (weights_only=False): they can "
+                             "run code, so only for files you trust")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
@@ -46,11 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.resume = False
         check_config(cfg)
         prepare_embedded_data(cfg)
-        runner = build_runner(cfg)
+        runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
         metrics = runner.test()
     except ConfigError as error:
         print(f"visdet: configuration error: {error}", file=sys.stderr)
         return 2
+    except CheckpointError as error:
+        print(f"visdet: checkpoint error: {error}", file=sys.stderr)
+        return 1
     except ImageLoadError as error:  # met while evaluating
         print(f"visdet: data error: {error}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from visdet.engine.launch import (DictAction, add_vis_backends, build_runner, en
                                   prepare_embedded_data, set_launcher, set_resume, set_work_dir)
 from visdet.datasets.transforms.loading import ImageLoadError  # noqa: E402
 from visdet.engine.preflight import check_config  # noqa: E402
-from visdet.errors import ConfigError  # noqa: E402
+from visdet.errors import CheckpointError, ConfigError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="override config keys, e.g. optim_wrapper.optimizer.lr=1e-4")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
                         help="'pytorch' when started by torchrun for multi-process training")
+    parser.add_argument("--allow-unsafe-checkpoint", action="store_true",
+                        help="load checkpoints that need arbitrary Python objects (weights_only=False): they can "
+                             "run code, so only for files you trust")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
@@ -50,11 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         add_vis_backends(cfg)
         check_config(cfg)
         prepare_embedded_data(cfg)
-        runner = build_runner(cfg)
+        runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
         runner.train()
     except ConfigError as error:
         print(f"visdet: configuration error: {error}", file=sys.stderr)
         return 2
+    except CheckpointError as error:
+        print(f"visdet: checkpoint error: {error}", file=sys.stderr)
+        return 1
     except ImageLoadError as error:  # met while training: the last checkpoint is intact
         print(f"visdet: data error: {error}", file=sys.stderr)
         return 1

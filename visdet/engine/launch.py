@@ -108,9 +108,17 @@ def prepare_embedded_data(cfg: Config) -> None:
                   f"images)", logger="current", level=logging.INFO)
 
 
-def build_runner(cfg: Config):
-    """mmengine's Runner (or ``runner_type``) from a config that passed the pre-flight checks."""
+def build_runner(cfg: Config, allow_unsafe_checkpoint: bool = False):
+    """mmengine's Runner (or ``runner_type``) from a config that passed the pre-flight checks.
+
+    Installs visdet's checkpoint I/O first: atomic writes, and ``weights_only=True``
+    loading unless ``allow_unsafe_checkpoint`` (``--allow-unsafe-checkpoint``).
+    """
     from mmengine.runner import Runner
+
+    from visdet.engine import checkpoint_io
+
+    checkpoint_io.install(allow_unsafe=allow_unsafe_checkpoint)
 
     from visdet.registry import RUNNERS
 
