@@ -14,10 +14,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from visdet.engine.launch import (DictAction, build_runner, load_config, prepare_embedded_data,  # noqa: E402
-                                  set_launcher, set_work_dir)
-from visdet.datasets.transforms.loading import ImageLoadError  # noqa: E402
+                                  run_reporting_errors, set_launcher, set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
-from visdet.errors import CheckpointError, ConfigError  # noqa: E402
+from visdet.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def test() -> None:
         if not osp.isfile(args.checkpoint):
             raise ConfigError(f"checkpoint '{args.checkpoint}' does not exist", "CHECKPOINT")
         cfg = load_config(args.config, args.cfg_options)
@@ -50,19 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         check_config(cfg)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
-        metrics = runner.test()
-    except ConfigError as error:
-        print(f"visdet: configuration error: {error}", file=sys.stderr)
-        return 2
-    except CheckpointError as error:
-        print(f"visdet: checkpoint error: {error}", file=sys.stderr)
-        return 1
-    except ImageLoadError as error:  # met while evaluating
-        print(f"visdet: data error: {error}", file=sys.stderr)
-        return 1
-    for name, value in (metrics or {}).items():
-        print(f"{name}: {value}")
-    return 0
+        for name, value in (runner.test() or {}).items():
+            print(f"{name}: {value}")
+
+    return run_reporting_errors(test)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from visdet.engine.launch import (DictAction, add_vis_backends, build_runner, enable_amp, load_config,  # noqa: E402
-                                  prepare_embedded_data, set_launcher, set_resume, set_work_dir)
-from visdet.datasets.transforms.loading import ImageLoadError  # noqa: E402
+                                  prepare_embedded_data, run_reporting_errors, set_launcher, set_resume,
+                                  set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
-from visdet.errors import CheckpointError, ConfigError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def train() -> None:
         cfg = load_config(args.config, args.cfg_options)
         set_work_dir(cfg, args.work_dir, args.config)
         set_launcher(cfg, args.launcher)
@@ -55,16 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
         runner.train()
-    except ConfigError as error:
-        print(f"visdet: configuration error: {error}", file=sys.stderr)
-        return 2
-    except CheckpointError as error:
-        print(f"visdet: checkpoint error: {error}", file=sys.stderr)
-        return 1
-    except ImageLoadError as error:  # met while training: the last checkpoint is intact
-        print(f"visdet: data error: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_reporting_errors(train)
 
 
 if __name__ == "__main__":

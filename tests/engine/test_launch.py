@@ -68,3 +68,37 @@ def test_tensorboard_is_added_only_when_installed(monkeypatch, installed):
 def test_missing_config_file_is_a_config_error():
     with pytest.raises(ConfigError, match="does not exist"):
         launch.load_config("configs/no_such_config.py")
+
+
+@pytest.mark.parametrize("error, status, prefix", [
+    (ConfigError("bad", "model.type"), 2, "visdet: configuration error: model.type: bad"),
+    (None, 0, ""),
+])
+def test_errors_become_one_line_and_an_exit_status(capsys, error, status, prefix):
+    def action():
+        if error is not None:
+            raise error
+
+    assert launch.run_reporting_errors(action) == status
+    assert capsys.readouterr().err.strip() == prefix
+
+
+def test_checkpoint_and_image_errors_exit_1(capsys):
+    from visdet.datasets.transforms.loading import ImageLoadError
+    from visdet.errors import CheckpointError
+
+    for error, prefix in ((CheckpointError("checkpoint x.pth is truncated"), "visdet: checkpoint error:"),
+                          (ImageLoadError("image file a.jpg could not be decoded"), "visdet: data error:")):
+        def action(error=error):
+            raise error
+
+        assert launch.run_reporting_errors(action) == 1
+        assert capsys.readouterr().err.startswith(prefix)
+
+
+def test_other_exceptions_are_not_swallowed():
+    def action():
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        launch.run_reporting_errors(action)

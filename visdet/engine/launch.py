@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os.path as osp
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,29 @@ from mmengine.logging import print_log
 from visdet.errors import ConfigError
 
 AMP_WRAPPER = "AmpOptimWrapper"
+
+
+def run_reporting_errors(action: Callable[[], None]) -> int:
+    """Run a tool's work; user mistakes become one line on stderr and an exit status, not a traceback.
+
+    Exit status 2: a configuration mistake (found before anything is built).
+    Exit status 1: a checkpoint or image file that cannot be used (named in the message).
+    """
+    from visdet.datasets.transforms.loading import ImageLoadError
+    from visdet.errors import CheckpointError
+
+    try:
+        action()
+    except ConfigError as error:
+        print(f"visdet: configuration error: {error}", file=sys.stderr)
+        return 2
+    except CheckpointError as error:
+        print(f"visdet: checkpoint error: {error}", file=sys.stderr)
+        return 1
+    except ImageLoadError as error:
+        print(f"visdet: data error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Config:
