@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import os.path as osp
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,27 @@ def set_launcher(cfg: Config, launcher: str) -> None:
     cfg.launcher = launcher
     if launcher != "none" and not torch.cuda.is_available():
         cfg.setdefault("env_cfg", ConfigDict()).setdefault("dist_cfg", ConfigDict())["backend"] = "gloo"
+        # The Runner's default DDP wrapper passes device_ids=[LOCAL_RANK], which DDP refuses for CPU modules.
+        wrapper = cfg.get("model_wrapper_cfg") or ConfigDict(
+            type="MMDistributedDataParallel", broadcast_buffers=False,
+            find_unused_parameters=cfg.get("find_unused_parameters", False))
+        wrapper.setdefault("device_ids", None)
+        cfg.model_wrapper_cfg = wrapper
+
+
+def init_cpu_process_group(cfg: Config) -> None:
+    """Join the torchrun process group with gloo when there is no GPU.
+
+    mmengine 0.10's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally,
+    which fails on a CPU-only machine; the Runner skips ``init_dist`` when a
+    process group already exists, so visdet makes it first.
+    """
+    import torch.distributed as dist
+
+    if cfg.get("launcher", "none") == "none" or torch.cuda.is_available() or dist.is_initialized():
+        return
+    backend = cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend", "gloo")
+    dist.init_process_group(backend=backend)
 
 
 def add_vis_backends(cfg: Config) -> None:
@@ -113,8 +136,12 @@ def add_vis_backends(cfg: Config) -> None:
     visualizer.vis_backends = backends
 
 
-def prepare_embedded_data(cfg: Config) -> None:
-    """Generate the embedded data set when the config uses it and it is absent or outdated."""
+def prepare_embedded_data(cfg: Config, wait_s: float = 600.0) -> None:
+    """Generate the embedded data set when the config uses it and it is absent or outdated.
+
+    Under torchrun only local rank 0 generates; the other processes wait for it
+    (they start before any process group exists, so a file check is the barrier).
+    """
     spec_cfg = cfg.get("embedded_data")
     if not spec_cfg:
         return
@@ -127,6 +154,16 @@ def prepare_embedded_data(cfg: Config) -> None:
     root = spec_cfg.get("root")
     if not root:
         raise ConfigError("needs 'root', the folder to generate the data set in", "embedded_data.root")
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        from visdet.datasets.embedded import is_current
+
+        deadline = time.monotonic() + wait_s
+        while not is_current(root, spec):
+            if time.monotonic() > deadline:
+                raise ConfigError(f"waited {wait_s:.0f} s for local rank 0 to generate the embedded data set "
+                                  f"under {root}", "embedded_data.root")
+            time.sleep(0.5)
+        return
     if ensure(root, spec):
         print_log(f"Generated the embedded data set under {root} ({spec.num_train} train, {spec.num_val} val "
                   f"images)", logger="current", level=logging.INFO)
@@ -143,6 +180,7 @@ def build_runner(cfg: Config, allow_unsafe_checkpoint: bool = False):
     from visdet.engine import checkpoint_io
 
     checkpoint_io.install(allow_unsafe=allow_unsafe_checkpoint)
+    init_cpu_process_group(cfg)
 
     from visdet.registry import RUNNERS
 

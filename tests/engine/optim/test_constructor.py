@@ -180,6 +180,17 @@ def test_hybrid_config_errors():
         OptimWrapperConstructor(dict(optimizer=dict(type="Muon", flatten_conv="yes")))
     with pytest.raises(OptimizerConfigError, match=r"Muon got an unknown argument 'betas'"):
         OptimWrapperConstructor(dict(optimizer=dict(type="Muon", betas=(0.9, 0.95))))
+    # A matrix-only fallback failed inside torch ("Muon only supports 2D parameters") with no fix named.
+    with pytest.raises(OptimizerConfigError, match=r"optim_wrapper.optimizer.fallback.type: Muon takes only matrices, "
+                       r"so it cannot be the fallback.*fallback=dict\(type='AdamW'\)"):
+        OptimWrapperConstructor(dict(optimizer=dict(type="AdamW", lr=1e-3, fallback=dict(type="Muon"))))
+
+
+@pytest.mark.parametrize("fallback_keys", [True, 6e-5, "fc_cls", {"fc_cls": 1}, ["fc_cls", 3]])
+def test_fallback_keys_that_are_not_a_list_of_names(fallback_keys):
+    """Found by the fuzzer: a bool or a number was iterated, giving a bare TypeError."""
+    with pytest.raises(OptimizerConfigError, match=r"optim_wrapper.optimizer.fallback_keys: fallback_keys must be a list"):
+        OptimWrapperConstructor(dict(optimizer=dict(type="Lion", fallback_keys=fallback_keys)))
 
 
 def test_a_fallback_splits_any_optimizer_by_shape():

@@ -150,6 +150,22 @@ def test_bad_values(optimizer, key, match):
     assert err.key == f"optim_wrapper.optimizer.{key}"
 
 
+@pytest.mark.parametrize(
+    "obj_type, match",
+    [
+        (".AdamW", r"'.AdamW' could not be found; write a registered name like 'AdamW'"),  # mmengine: TypeError
+        ("..", r"'..' could not be found"),
+        ("no_such_pkg.AdamW", r"'no_such_pkg.AdamW' could not be found"),
+        ("os.path", r"'os.path' names <module .*>, not a torch.optim.Optimizer class"),  # was: issubclass() TypeError
+        ("math.pi", r"'math.pi' names 3.14.*, not a torch.optim.Optimizer class"),
+    ],
+)
+def test_dotted_type_that_is_not_an_optimizer(obj_type, match):
+    """Found by the fuzzer: dotted names mmengine resolves by importing, and what they resolve to."""
+    err = expect(match, dict(type=obj_type, lr=1e-3))
+    assert err.key == "optim_wrapper.optimizer.type"
+
+
 def test_a_scalar_tensor_lr_is_accepted():
     build(dict(type="AdamW", lr=torch.tensor(1e-3)))
 
@@ -205,6 +221,7 @@ def test_decay_multipliers_without_weight_decay(paramwise_cfg):
     [
         (dict(max_nrom=35), r"unknown argument 'max_nrom'; did you mean 'max_norm'"),
         (dict(type="l2", max_norm=1), r"type must be 'norm' or 'value'"),
+        (dict(type=["norm"], max_norm=1), r"type must be 'norm' or 'value', got \['norm'\]"),  # fuzzer: unhashable
         (dict(norm_type=2), r"needs 'max_norm'"),
         (dict(max_norm="35"), r"max_norm must be a number"),
         (dict(max_norm=0), r"max_norm=0 would zero every gradient"),
@@ -234,6 +251,32 @@ def test_bad_accumulative_counts(value):
 def test_unknown_wrapper_key_and_type():
     expect(r"OptimWrapper got an unknown argument 'clip_grads'; did you mean 'clip_grad'", ADAMW, clip_grads=dict(max_norm=1))
     expect(r"unknown optim wrapper type 'OptimWraper'; did you mean 'OptimWrapper'", ADAMW, type="OptimWraper")
+
+
+@pytest.mark.parametrize(
+    "wrapper_type, match",
+    [
+        ("", r"type must be a wrapper name like 'OptimWrapper', got ''"),  # mmengine: RuntimeError 'Failed to get '
+        (".OptimWrapper", r"unknown optim wrapper type '.OptimWrapper'"),  # mmengine: TypeError from a relative import
+        ("os.path", r"'os.path' names <module .*>, which is not an optim wrapper class; use e.g. type='OptimWrapper'"),
+        (int, r"<class 'int'> is not an optim wrapper class"),  # was built: int(optimizer=...) raised TypeError
+    ],
+)
+def test_wrapper_type_that_is_not_a_wrapper(wrapper_type, match):
+    """Found by the fuzzer."""
+    err = expect(match, ADAMW, type=wrapper_type)
+    assert err.key == "optim_wrapper.type"
+
+
+def test_apex_wrapper_without_apex_says_what_to_use_instead():
+    """Found by the fuzzer: mmengine's ApexOptimWrapper asserted 'Apex is not installed' when built."""
+    from mmengine.optim.optimizer import apex_optimizer_wrapper
+
+    if apex_optimizer_wrapper.apex_amp is not None:
+        pytest.skip("NVIDIA Apex is installed here")
+    err = expect(r"'ApexOptimWrapper' cannot run here: NVIDIA Apex is not installed .*use type='AmpOptimWrapper'",
+                 ADAMW, type="ApexOptimWrapper")
+    assert isinstance(err, OptimizerUnavailableError) and err.key == "optim_wrapper.type"
 
 
 def test_paramwise_cfg_that_is_not_a_dict():

@@ -33,9 +33,9 @@ from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZE
 from .quiet import quiet_import
 
 quiet_import("mmengine.optim")  # it imports bitsandbytes and DeepSpeed, which print
-from mmengine.optim import OptimWrapper  # noqa: E402
+from mmengine.optim import BaseOptimWrapper, OptimWrapper  # noqa: E402
 
-from .errors import OptimizerConfigError, suggestion_text  # noqa: E402
+from .errors import OptimizerConfigError, OptimizerUnavailableError, suggestion_text  # noqa: E402
 from .hybrid import DEFAULT_FALLBACK_KEYS, HybridOptimizer, matrix_view, route_parameters
 from .implementation import choose_implementation, log_choice_once
 from .optimizer_config import OptimizerConfig, parse_optimizer_cfg
@@ -250,19 +250,42 @@ def _with_matrix_views(groups: list[dict[str, Any]], views: dict[torch.Tensor, t
 
 
 def _resolve_wrapper(wrapper_type: Any) -> type:
+    key = f"{WRAPPER_KEY}.type"
     if isinstance(wrapper_type, type):
-        return wrapper_type
-    if not isinstance(wrapper_type, str):
-        raise OptimizerConfigError(f"type must be a wrapper name like 'OptimWrapper', got {wrapper_type!r}", f"{WRAPPER_KEY}.type")
-    cls = OPTIM_WRAPPERS.get(wrapper_type)
+        cls: Any = wrapper_type
+    elif not isinstance(wrapper_type, str) or not wrapper_type:
+        raise OptimizerConfigError(f"type must be a wrapper name like 'OptimWrapper', got {wrapper_type!r}", key)
+    else:
+        try:
+            cls = OPTIM_WRAPPERS.get(wrapper_type)
+        except (ImportError, TypeError, ValueError, RuntimeError):  # mmengine imports '<scope>.registry' for 'scope.Name'
+            cls = None
     if cls is None:
         names = set(OPTIM_WRAPPERS.module_dict) | set(OPTIM_WRAPPERS.parent.module_dict if OPTIM_WRAPPERS.parent else {})
         raise OptimizerConfigError(
             f"unknown optim wrapper type '{wrapper_type}'{suggestion_text(wrapper_type, names)} "
             f"Known: {', '.join(sorted(names))}",
+            key,
+        )
+    if not (isinstance(cls, type) and issubclass(cls, BaseOptimWrapper)):
+        what = f"'{wrapper_type}' names {cls!r}, which is" if isinstance(wrapper_type, str) else f"{cls!r} is"
+        raise OptimizerConfigError(
+            f"{what} not an optim wrapper class; use e.g. type='OptimWrapper' or 'AmpOptimWrapper'", key
+        )
+    _check_wrapper_available(cls)
+    return cls
+
+
+def _check_wrapper_available(cls: type) -> None:
+    """Refuse mmengine's ApexOptimWrapper without NVIDIA Apex (it would ``assert`` when built)."""
+    from mmengine.optim.optimizer import apex_optimizer_wrapper as apex_module
+
+    if issubclass(cls, apex_module.ApexOptimWrapper) and apex_module.apex_amp is None:
+        raise OptimizerUnavailableError(
+            f"'{cls.__name__}' cannot run here: NVIDIA Apex is not installed (https://github.com/NVIDIA/apex); "
+            "use type='AmpOptimWrapper', torch's own mixed precision, which needs nothing extra",
             f"{WRAPPER_KEY}.type",
         )
-    return cls
 
 
 def _check_wrapper_cfg(cfg: Mapping[str, Any], wrapper_cls: type) -> None:

@@ -90,9 +90,20 @@ def _resolve_type(obj_type: Any, key: str) -> tuple[str, type]:
         OPTIMIZERS.check_buildable(obj_type)
     except OptimizerConfigError as exc:
         raise type(exc)(exc.reason, f"{key}.type") from None
-    cls = OPTIMIZERS.get(obj_type)
+    try:
+        cls = OPTIMIZERS.get(obj_type)
+    except (ImportError, TypeError, ValueError, RuntimeError):  # mmengine imports '<scope>.registry' for 'scope.Name'
+        cls = None
     if cls is None:  # a scoped or dotted name mmengine could not resolve
-        raise OptimizerConfigError(f"'{obj_type}' could not be found", f"{key}.type")
+        raise OptimizerConfigError(
+            f"'{obj_type}' could not be found; write a registered name like 'AdamW' or an import path "
+            "like 'torch.optim.AdamW'",
+            f"{key}.type",
+        )
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise OptimizerConfigError(
+            f"'{obj_type}' names {cls!r}, not a torch.optim.Optimizer class", f"{key}.type"
+        )
     return obj_type, cls
 
 
@@ -153,7 +164,7 @@ def _parse_hybrid(parsed: OptimizerConfig, options: dict[str, Any]) -> None:
         raise OptimizerConfigError(f"flatten_conv must be True or False, got {flatten!r}", f"{key}.flatten_conv")
     fallback_keys = options.get("fallback_keys")
     if fallback_keys is not None:
-        if isinstance(fallback_keys, str) or not all(isinstance(k, str) and k for k in fallback_keys):
+        if not isinstance(fallback_keys, (list, tuple)) or not all(isinstance(k, str) and k for k in fallback_keys):
             raise OptimizerConfigError(
                 f"fallback_keys must be a list of parameter-name parts like ['fc_cls'], got {fallback_keys!r}",
                 f"{key}.fallback_keys",
@@ -163,6 +174,12 @@ def _parse_hybrid(parsed: OptimizerConfig, options: dict[str, Any]) -> None:
     if fallback_cfg is None:
         fallback_cfg = default_fallback(parsed)
     parsed.fallback = parse_optimizer_cfg(fallback_cfg, f"{key}.fallback", allow_hybrid=False)
+    if parsed.fallback.is_hybrid:
+        raise OptimizerConfigError(
+            f"{parsed.fallback.name} takes only matrices, so it cannot be the fallback, which gets every "
+            "parameter that is not a matrix; use e.g. fallback=dict(type='AdamW')",
+            f"{key}.fallback.type",
+        )
     parsed.flatten_conv = flatten
     parsed.fallback_keys = fallback_keys
 

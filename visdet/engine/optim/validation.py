@@ -498,7 +498,7 @@ def check_clip_grad(clip_grad: Any, key: str = "optim_wrapper.clip_grad") -> Non
         )
     kind = clip_grad.get("type", "norm")
     functions = {"norm": torch.nn.utils.clip_grad_norm_, "value": torch.nn.utils.clip_grad_value_}
-    if kind not in functions:
+    if not isinstance(kind, str) or kind not in functions:
         raise OptimizerConfigError(f"type must be 'norm' or 'value', got {kind!r}", f"{key}.type")
     keywords = accepted_keywords(functions[kind])  # type: ignore[arg-type]
     kwargs = {k: v for k, v in clip_grad.items() if k != "type"}
