@@ -220,7 +220,7 @@ def custom_keys(draw: st.DrawFn, real: tuple[str, ...]) -> Any:
     rule_value = st.one_of(st.floats(0.0, 2.0), st.floats(0.0, 2.0), PLAUSIBLE, ANY_VALUE)
     rule = st.one_of(st.dictionaries(rule_key, rule_value, max_size=3), st.dictionaries(rule_key, rule_value, max_size=3),
                      VALUES)
-    return draw(st.dictionaries(st.one_of(pattern, VALUES.filter(lambda v: v is None or isinstance(v, int))), rule,
+    return draw(st.dictionaries(st.one_of(pattern, st.none(), st.integers(-2, 2)), rule,
                                 max_size=3))
 
 
@@ -279,18 +279,23 @@ def optim_wrapper_cfgs(draw: st.DrawFn) -> dict[str, Any]:
     return cfg
 
 
-class ExampleTimeout(Exception):
-    """Not a ConfigError: an example that takes this long fails the property."""
+class ExampleTimeout(BaseException):
+    """An example that takes this long fails the property.
+
+    A BaseException, so that no ``except Exception`` on the way (a backend's
+    import guard, say) can turn the hang into a ConfigError; the config is in
+    the message since Hypothesis does not report such an example itself.
+    """
 
 
 @contextmanager
-def time_limit(seconds: int):
+def time_limit(seconds: int, cfg: Any):
     if not hasattr(signal, "SIGALRM"):  # not Linux/macOS: no hang guard
         yield
         return
 
     def on_alarm(signum, frame):
-        raise ExampleTimeout(f"building took more than {seconds} s")
+        raise ExampleTimeout(f"building took more than {seconds} s: {cfg!r}")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(seconds)
@@ -305,7 +310,7 @@ def build_or_config_error(cfg: dict[str, Any]) -> None:
     """Build on a fresh SmallNet; only ConfigError may escape (any other exception fails the test)."""
     torch.manual_seed(0)
     model = SmallNet()
-    with time_limit(EXAMPLE_TIMEOUT_S), warnings.catch_warnings():
+    with time_limit(EXAMPLE_TIMEOUT_S, cfg), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # OptimizerConfigWarning, library notices: not the property
         try:
             wrapper = OptimWrapperConstructor(cfg)(model)
@@ -316,7 +321,7 @@ def build_or_config_error(cfg: dict[str, Any]) -> None:
 
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=1500,
     deadline=None,  # the first build of a backend imports it; the hang guard is time_limit
     database=None,  # write nothing into the repository
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -336,11 +341,18 @@ def test_optim_wrapper_cfg_builds_or_raises_config_error(cfg):
     build_or_config_error(cfg)
 
 
-@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(BUILT_TYPES), lr=st.floats(1e-5, 0.1))
-def test_every_runnable_type_builds_with_just_an_lr(name, lr):
-    """The pool is not all errors: a real type with a sane lr builds (or names what it still needs)."""
-    build_or_config_error({"optimizer": {"type": name, "lr": lr}})
+@pytest.mark.parametrize("name", BUILT_TYPES)
+def test_every_type_the_fuzzer_builds_does_build(name):
+    """The pool is not all errors: each type builds with a sane config, so the fuzzer reaches its code."""
+    cfg: dict[str, Any] = {"type": name, "lr": 0.01}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            wrapper = OptimWrapperConstructor({"optimizer": cfg})(SmallNet())
+        except ConfigError as exc:
+            assert "momentum" in str(exc), exc  # bitsandbytes' SGD and LARS refuse momentum=0
+            wrapper = OptimWrapperConstructor({"optimizer": {**cfg, "momentum": 0.9}})(SmallNet())
+    assert wrapper.optimizer.param_groups
 
 
 def test_pools_are_not_empty():
