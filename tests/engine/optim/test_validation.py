@@ -143,6 +143,12 @@ def test_missing_required_argument():
         (dict(type="SGD", lr=0.1, momentum="0.9"), "momentum", r"momentum must be a number"),
         (dict(type="SGD", lr=0.1, nesterov=1), "nesterov", r"nesterov must be True or False"),
         (dict(type="AdamW8bit", lr=1e-3, min_8bit_size="big"), "min_8bit_size", r"min_8bit_size must be a number"),
+        # Found by the fuzzer: a default holding None (Adafactor eps=(None, 1e-3)) was not checked; torch then
+        # raised IndexError for [] and KeyError for a dict.
+        (dict(type="TorchAdafactor", lr=1e-2, eps=[]), "eps",
+         r"eps must be a tuple of 2 numbers like \(None, 0.001\) \(None where the default has None\), got \[\]"),
+        (dict(type="TorchAdafactor", lr=1e-2, eps={"a": 1}), "eps", r"eps must be a tuple of 2 numbers"),
+        (dict(type="TorchAdafactor", lr=1e-2, eps=(None, "1e-3")), "eps", r"eps\[1\] must be a number"),
     ],
 )
 def test_bad_values(optimizer, key, match):
@@ -164,6 +170,10 @@ def test_dotted_type_that_is_not_an_optimizer(obj_type, match):
     """Found by the fuzzer: dotted names mmengine resolves by importing, and what they resolve to."""
     err = expect(match, dict(type=obj_type, lr=1e-3))
     assert err.key == "optim_wrapper.optimizer.type"
+
+
+def test_a_none_entry_where_the_default_has_none_is_accepted():
+    build(dict(type="TorchAdafactor", lr=1e-2, eps=(None, 1e-3)))
 
 
 def test_a_scalar_tensor_lr_is_accepted():

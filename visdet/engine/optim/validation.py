@@ -387,13 +387,16 @@ def _check_type_like_default(value: Any, default: Any, name: str, owner: str, ke
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise OptimizerConfigError(f"{name} must be a string like {default!r}, got {_describe(value)}", key)
-    elif isinstance(default, tuple) and all(is_number(v) for v in default):
+    elif isinstance(default, tuple) and default and all(v is None or is_number(v) for v in default):
+        # e.g. Rprop etas=(0.5, 1.2); Adafactor eps=(None, 1e-3), where None means "choose for me"
         if not isinstance(value, (tuple, list)) or len(value) != len(default):
+            none_ok = " (None where the default has None)" if None in default else ""
             raise OptimizerConfigError(
-                f"{name} must be a tuple of {len(default)} numbers like {default}, got {_describe(value)}", key
+                f"{name} must be a tuple of {len(default)} numbers like {default}{none_ok}, got {_describe(value)}", key
             )
         for i, item in enumerate(value):
-            check_number(item, f"{name}[{i}]", key, low=None, allow_tensor=True)
+            if not (item is None and default[i] is None):
+                check_number(item, f"{name}[{i}]", key, low=None, allow_tensor=True)
 
 
 def check_int_at_least(value: Any, name: str, key: str, low: int) -> None:
