@@ -271,11 +271,19 @@ def optim_wrapper_cfgs(draw: st.DrawFn) -> dict[str, Any]:
         cfg["accumulative_counts"] = draw(st.one_of(st.integers(1, 4), INTS, ANY_VALUE))
     if draw(st.booleans()):
         cfg["paramwise_cfg"] = draw(paramwise_cfgs(real))
-    if rarely(draw, 5):  # AmpOptimWrapper's keys, misspelt ones, or noise
+    if rarely(draw, 4):  # AmpOptimWrapper's keys, misspelt ones, or noise
+        if not rarely(draw, 4):
+            cfg["type"] = "AmpOptimWrapper"
         keys = ["loss_scale", "dtype", "use_fsdp"]
         name = draw(st.sampled_from(keys)) if not rarely(draw, 3) else draw(any_misspelling(keys))
-        cfg[name] = draw(st.one_of(st.sampled_from(["dynamic", "float16", "bfloat16", "float32", 512.0, {"init_scale": 2.0}]),
-                                   ANY_VALUE))
+        scaler_keys = ["init_scale", "growth_factor", "backoff_factor", "growth_interval", "enabled", "device"]
+        cfg[name] = draw(st.one_of(
+            st.sampled_from(["dynamic", "float16", "bfloat16", "float32", 512.0, torch.float16, torch.int8, torch.bool]),
+            st.dictionaries(st.sampled_from(scaler_keys), st.one_of(st.floats(0.5, 4.0), ANY_VALUE), max_size=3),
+            ANY_VALUE,
+        ))
+        if draw(st.booleans()):  # float16 is the dtype that makes a GradScaler
+            cfg.setdefault("dtype", "float16")
     return cfg
 
 

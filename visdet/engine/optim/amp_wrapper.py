@@ -104,10 +104,31 @@ def _scaler_kwargs(loss_scale: Any, scaler_type: type) -> tuple[dict[str, Any], 
                     f"{suggestion_text(str(name), accepted)}\nValid keys: {', '.join(accepted)}", key)
         if "init_scale" in loss_scale:
             _check_positive(loss_scale["init_scale"], f"{key}.init_scale", "init_scale")
+        _check_scaler_factors(loss_scale, key)
         return dict(loss_scale), None
     raise OptimizerConfigError(
         f"loss_scale must be 'dynamic', a positive number (static scale) or a dict of "
         f"{scaler_type.__name__} arguments, got {loss_scale!r}", key)
+
+
+def _check_scaler_factors(loss_scale: Mapping[str, Any], key: str) -> None:
+    """What GradScaler checks with AssertionError, or not at all, as config errors."""
+    if "growth_factor" in loss_scale:
+        growth = _check_positive(loss_scale["growth_factor"], f"{key}.growth_factor", "growth_factor")
+        if growth <= 1.0:
+            raise OptimizerConfigError(
+                f"growth_factor must be > 1 (the scale grows by it), got {growth:g}; the default is 2.0",
+                f"{key}.growth_factor")
+    if "backoff_factor" in loss_scale:
+        backoff = _check_positive(loss_scale["backoff_factor"], f"{key}.backoff_factor", "backoff_factor")
+        if backoff >= 1.0:
+            raise OptimizerConfigError(
+                f"backoff_factor must be in (0, 1) (the scale shrinks by it), got {backoff:g}; the default is 0.5",
+                f"{key}.backoff_factor")
+    if "growth_interval" in loss_scale:
+        check_int_at_least(loss_scale["growth_interval"], "growth_interval", f"{key}.growth_interval", 1)
+    if "enabled" in loss_scale and not isinstance(loss_scale["enabled"], bool):
+        raise OptimizerConfigError(f"enabled must be True or False, got {loss_scale['enabled']!r}", f"{key}.enabled")
 
 
 def _check_wrapper_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
