@@ -11,6 +11,7 @@ from typing import Any
 _EXPORTS = {
     "OptimizerConfigError": "errors",
     "OptimizerUnavailableError": "errors",
+    "NonFiniteTrainingError": "errors",
     "OptimizerSpec": "catalog",
     "Need": "catalog",
     "OptimizerInfo": "listing",
@@ -19,6 +20,7 @@ _EXPORTS = {
     "OptimizerConfigWarning": "validation",
     "OptimWrapperConstructor": "constructor",
     "HybridOptimizer": "hybrid",
+    "OptimWrapper": "optim_wrapper",
     "AmpOptimWrapper": "amp_wrapper",
     "plan_for": "report",
     "format_plan": "report",

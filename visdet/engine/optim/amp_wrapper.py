@@ -8,6 +8,11 @@ parameters, autocasts to bfloat16 on CPU and float16 on CUDA by default, uses a
 ``GradScaler`` only for float16, and reports config mistakes as
 ``OptimizerConfigError``. It is registered as ``AmpOptimWrapper`` in visdet's
 ``OPTIM_WRAPPERS``, so configs with ``default_scope='visdet'`` get it.
+
+It is built on visdet's ``OptimWrapper``: without a ``GradScaler`` (bfloat16,
+float32) a step with a non-finite loss or gradients is skipped and counted,
+and ``max_nonfinite_steps`` in a row stop training; with float16 the scaler
+does that job (it skips the step and lowers the scale), so the guard is off.
 """
 from __future__ import annotations
 
@@ -29,8 +34,7 @@ from visdet.engine.optim.validation import check_clip_grad, check_int_at_least
 quiet_import("mmengine.optim")  # it imports bitsandbytes, which may print
 
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
-
+from visdet.engine.optim.optim_wrapper import OptimWrapper  # noqa: E402
 from visdet.registry import OPTIM_WRAPPERS  # noqa: E402
 
 KEY = "optim_wrapper"
@@ -148,7 +152,8 @@ class AmpOptimWrapper(OptimWrapper):
     ``torch.autocast(device_type, cast_dtype)``. For float16 a ``GradScaler``
     scales the loss, unscales before gradient clipping and skips steps whose
     gradients are not finite; bfloat16, float32 and float64 need no scaler and
-    behave as a plain :class:`OptimWrapper`.
+    behave as visdet's plain :class:`OptimWrapper`, including its guard against
+    non-finite losses and gradients (``max_nonfinite_steps``).
 
     Args:
         loss_scale: ``'dynamic'`` (or ``None``, the default) for a
@@ -162,7 +167,7 @@ class AmpOptimWrapper(OptimWrapper):
         use_fsdp: Use ``ShardedGradScaler``, needed with
             ``FullyShardedDataParallel``.
         **kwargs: Passed to :class:`OptimWrapper` (``optimizer``,
-            ``accumulative_counts``, ``clip_grad``).
+            ``accumulative_counts``, ``clip_grad``, ``max_nonfinite_steps``).
 
     Attributes:
         device_type: The device type autocast runs for, taken from the
@@ -210,6 +215,10 @@ class AmpOptimWrapper(OptimWrapper):
                 f"AmpOptimWrapper: loss_scale={loss_scale!r} is ignored with dtype {cast_dtype}: only float16, "
                 "whose small exponent range lets gradients underflow, needs a GradScaler",
                 logger="current", level=logging.INFO)
+
+    def _guards_nonfinite(self) -> bool:
+        """Only without a scaler: a ``GradScaler`` already skips non-finite steps and lowers the scale."""
+        return self.loss_scaler is None
 
     @staticmethod
     def _scaler_type(use_fsdp: bool) -> type:

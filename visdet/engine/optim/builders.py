@@ -6,4 +6,4 @@ it on the first build under ``default_scope='visdet'``. It is kept apart from
 the package ``__init__`` because ``visdet.registry`` imports that package to
 fill ``OPTIMIZERS`` while these modules import ``visdet.registry``.
 """
-from . import amp_wrapper, constructor  # noqa: F401  (imported for registration)
+from . import amp_wrapper, constructor, optim_wrapper  # noqa: F401  (imported for registration)

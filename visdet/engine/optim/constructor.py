@@ -302,4 +302,6 @@ def _check_wrapper_cfg(cfg: Mapping[str, Any], wrapper_cls: type) -> None:
     check_keywords(wrapper_kwargs, keywords, wrapper_cls.__name__, WRAPPER_KEY, extra=BUILDER_KEYS)
     if "accumulative_counts" in cfg:
         check_int_at_least(cfg["accumulative_counts"], "accumulative_counts", f"{WRAPPER_KEY}.accumulative_counts", 1)
+    if "max_nonfinite_steps" in cfg:  # visdet's OptimWrapper/AmpOptimWrapper; others refuse the key above
+        check_int_at_least(cfg["max_nonfinite_steps"], "max_nonfinite_steps", f"{WRAPPER_KEY}.max_nonfinite_steps", 1)
     check_clip_grad(cfg.get("clip_grad"), f"{WRAPPER_KEY}.clip_grad")

@@ -50,3 +50,22 @@ def suggestion_text(word: str, candidates: Iterable[str]) -> str:
     if len(quoted) == 1:
         return f"; did you mean {quoted[0]}?"
     return f"; did you mean {', '.join(quoted[:-1])} or {quoted[-1]}?"
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Training stopped because too many optimizer steps in a row saw a non-finite loss or gradients.
+
+    Raised by visdet's ``OptimWrapper`` (and ``AmpOptimWrapper`` without a
+    loss scaler) when ``optim_wrapper.max_nonfinite_steps`` consecutive steps
+    were skipped. It propagates out of ``runner.train()`` before the
+    iteration's hooks run, so no checkpoint is written after it.
+
+    Attributes:
+        consecutive: How many steps in a row were skipped.
+        total: How many steps were skipped since the wrapper was built.
+    """
+
+    def __init__(self, message: str, consecutive: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.consecutive = consecutive
+        self.total = total
