@@ -76,7 +76,7 @@ ENGINE, HOOK_MODULES, DATA, MODEL, OPTIM, OPTIM_BUILDERS, EVAL, VIS = (
 # Runner and its parts.
 RUNNERS = _child("runner", MMENGINE_RUNNERS, ENGINE)
 RUNNER_CONSTRUCTORS = _child("runner constructor", MMENGINE_RUNNER_CONSTRUCTORS, ENGINE)
-LOOPS = _child("loop", MMENGINE_LOOPS, ENGINE)
+LOOPS = _child("loop", MMENGINE_LOOPS, ["visdet.engine.loops"])
 HOOKS = _child("hook", MMENGINE_HOOKS, HOOK_MODULES)
 LOG_PROCESSORS = _child("log processor", MMENGINE_LOG_PROCESSORS, ENGINE)
 STRATEGIES = _child("strategy", MMENGINE_STRATEGIES, ENGINE)

@@ -11,8 +11,10 @@ default_hooks = dict(
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
 # curves.png (loss and mAP) in the work dir at the end; peak memory in the log on CPU;
-# checkpoints that torch.load(weights_only=True) reads with no allowlist.
-custom_hooks = [dict(type="CurvePlotHook"), dict(type="MemoryLogHook"), dict(type="PlainCheckpointHook")]
+# checkpoints that torch.load(weights_only=True) reads with no allowlist; RNG states in them
+# so that --resume continues exactly (with visdet's loops).
+custom_hooks = [dict(type="CurvePlotHook"), dict(type="MemoryLogHook"), dict(type="PlainCheckpointHook"),
+                dict(type="RNGStateHook")]
 
 env_cfg = dict(
     cudnn_benchmark=False,

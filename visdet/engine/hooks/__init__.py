@@ -5,5 +5,6 @@ quiet_import("mmengine.optim")  # via mmengine.hooks; see visdet/models/__init__
 from visdet.engine.hooks.curve_plot_hook import CurvePlotHook
 from visdet.engine.hooks.memory_log_hook import MemoryLogHook
 from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
+from visdet.engine.hooks.rng_state_hook import RNGStateHook
 
-__all__ = ["CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook"]
+__all__ = ["CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook"]
