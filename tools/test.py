@@ -6,15 +6,15 @@ or COCO val split) and prints the metrics. Flags are MMDetection's.
 from __future__ import annotations
 
 import argparse
-import os
 import os.path as osp
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from visdet.engine.launch import (DictAction, build_runner, load_config, prepare_embedded_data,  # noqa: E402
-                                  run_reporting_errors, set_launcher, set_work_dir)
+from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner, load_config,  # noqa: E402
+                                  parse_tool_args, prepare_embedded_data, run_reporting_errors, set_launcher,
+                                  set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
 from visdet.errors import ConfigError  # noqa: E402
 
@@ -26,14 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", help="where the evaluation log goes (default: ./work_dirs/<config name>)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. test_dataloader.batch_size=2")
-    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
-    parser.add_argument("--allow-unsafe-checkpoint", action="store_true",
-                        help="load checkpoints that need arbitrary Python objects (weights_only=False): they can "
-                             "run code, so only for files you trust")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_shared_arguments(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,15 +6,14 @@ The flags are MMDetection's. Configuration mistakes are reported as one message
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from visdet.engine.launch import (DictAction, add_vis_backends, build_runner, enable_amp, load_config,  # noqa: E402
-                                  prepare_embedded_data, run_reporting_errors, set_launcher, set_resume,
-                                  set_work_dir)
+from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_backends, build_runner,  # noqa: E402
+                                  enable_amp, load_config, parse_tool_args, prepare_embedded_data,
+                                  run_reporting_errors, set_launcher, set_resume, set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
 
 
@@ -29,15 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="mixed precision (bf16 on CPU; fp16 with dynamic loss scaling on CUDA)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. optim_wrapper.optimizer.lr=1e-4")
-    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
-                        help="'pytorch' when started by torchrun for multi-process training")
-    parser.add_argument("--allow-unsafe-checkpoint", action="store_true",
-                        help="load checkpoints that need arbitrary Python objects (weights_only=False): they can "
-                             "run code, so only for files you trust")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_shared_arguments(parser)
+    return parse_tool_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ Runner builds anything.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
 import os
@@ -25,6 +26,23 @@ from mmengine.logging import print_log
 from visdet.errors import ConfigError
 
 AMP_WRAPPER = "AmpOptimWrapper"
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags tools/train.py and tools/test.py both take (their help texts differ only in examples)."""
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                        help="'pytorch' when started by torchrun for multi-process work")
+    parser.add_argument("--allow-unsafe-checkpoint", action="store_true",
+                        help="load checkpoints that need arbitrary Python objects (weights_only=False): they can "
+                             "run code, so only for files you trust")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def parse_tool_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, and export LOCAL_RANK for launchers that pass it as a flag (torch.distributed.launch)."""
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
 
 
 def run_reporting_errors(action: Callable[[], None]) -> int:
