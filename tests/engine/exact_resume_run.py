@@ -46,7 +46,7 @@ if loop == "epoch":  # validation after every epoch, checkpoints every iteration
 else:
     cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=8, val_interval=1000)
 cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=4)]
-cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1, by_epoch=False)
+cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1, by_epoch=False, max_keep_ckpts=2)
 cfg.custom_hooks = [h for h in cfg.custom_hooks if h["type"] != "CurvePlotHook"]
 cfg.custom_hooks.append(dict(type="KillAfterIteration", at=int(kill_at)))
 cfg.optim_wrapper = Config.fromfile(str(REPO / "configs" / f"faster_rcnn_{optimizer}.py")).optim_wrapper
