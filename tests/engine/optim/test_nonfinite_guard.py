@@ -150,6 +150,29 @@ def test_max_nonfinite_steps_in_a_row_raise(small_net, wrapper_cls):
     assert isinstance(info.value, RuntimeError)
 
 
+@pytest.mark.parametrize("wrapper_cls", [OptimWrapper, AmpOptimWrapper], ids=["fp32", "amp-bf16-cpu"])
+def test_skip_counters_travel_in_the_checkpoint_and_a_resumed_streak_still_stops(small_net, wrapper_cls):
+    wrapper = make(small_net, wrapper_cls, max_nonfinite_steps=3)
+    wrapper.update_params(loss_of(small_net))
+    wrapper.update_params(loss_of(small_net) * NAN)
+    wrapper.update_params(loss_of(small_net) * NAN)
+    saved = wrapper.state_dict()
+    assert saved["nonfinite"] == {"total": 2, "consecutive": 2}
+    torch.save(saved, buffer := __import__("io").BytesIO())
+    buffer.seek(0)
+    resumed = make(small_net, wrapper_cls, max_nonfinite_steps=3)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))  # plain ints: weights_only-safe
+    assert (resumed.nonfinite_skips, resumed.consecutive_nonfinite) == (2, 2)
+    assert resumed.optimizer.state_dict()["state"].keys() == wrapper.optimizer.state_dict()["state"].keys()
+    with pytest.raises(NonFiniteTrainingError) as info:  # the streak goes on across the resume
+        resumed.update_params(loss_of(small_net) * NAN)
+    assert (info.value.consecutive, info.value.total) == (3, 3)
+    old = {k: v for k, v in saved.items() if k != "nonfinite"}  # a checkpoint from before the counters
+    fresh = make(small_net, wrapper_cls, max_nonfinite_steps=3)
+    fresh.load_state_dict(old)
+    assert (fresh.nonfinite_skips, fresh.consecutive_nonfinite) == (0, 0)
+
+
 def test_accumulation_decides_at_the_real_step(small_net):
     wrapper = make(small_net, accumulative_counts=2, max_nonfinite_steps=1)
     wrapper.update_params(loss_of(small_net))

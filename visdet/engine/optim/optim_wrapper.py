@@ -17,7 +17,9 @@ visdet's ``OPTIM_WRAPPERS``, so ``type='OptimWrapper'`` with
   all gradients) are handled the same way;
 * each skip is logged at WARNING and counted in the message hub as
   ``train/nonfinite_skips`` (so it appears in the training log);
-* ``max_nonfinite_steps`` skips in a row raise :class:`NonFiniteTrainingError`.
+* ``max_nonfinite_steps`` skips in a row raise :class:`NonFiniteTrainingError`;
+* both counters travel in the checkpoint (``state_dict()['nonfinite']``), so a
+  resumed run neither forgets earlier skips nor resets a streak.
 
 With float16 AMP a ``GradScaler`` already skips non-finite steps and lowers the
 scale, so :class:`~visdet.engine.optim.amp_wrapper.AmpOptimWrapper` turns the
@@ -45,6 +47,8 @@ KEY = "optim_wrapper"
 #: Message-hub scalar holding the number of skipped steps (logged as ``nonfinite_skips``).
 SKIPS_SCALAR = "train/nonfinite_skips"
 LOSS, GRADS = "loss", "gradients"
+#: Key of the skip counters in :meth:`OptimWrapper.state_dict`.
+COUNTERS_KEY = "nonfinite"
 
 
 def _distributed() -> bool:
@@ -170,6 +174,22 @@ class OptimWrapper(MMEngineOptimWrapper):
             self.message_hub.update_scalar(f"train/{self.grad_name}", values[2])
         self.optimizer.step(**kwargs)
         self.consecutive_nonfinite = 0
+
+    def state_dict(self) -> dict:
+        """The optimizer's state dict plus the skip counters (plain ints: ``weights_only``-safe)."""
+        state_dict = super().state_dict()
+        state_dict[COUNTERS_KEY] = {"total": self.nonfinite_skips, "consecutive": self.consecutive_nonfinite}
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the optimizer and the skip counters (absent in checkpoints from before they were saved)."""
+        state_dict = dict(state_dict)
+        counters = state_dict.pop(COUNTERS_KEY, None) or {}
+        super().load_state_dict(state_dict)
+        self.nonfinite_skips = int(counters.get("total", 0))
+        self.consecutive_nonfinite = int(counters.get("consecutive", 0))
+        if self.nonfinite_skips:
+            self.message_hub.update_scalar(SKIPS_SCALAR, self.nonfinite_skips)
 
     def _grads(self) -> list[torch.Tensor]:
         grads = []
