@@ -45,3 +45,40 @@ def test_ground_truths_are_added_as_positive_proposals():
     assert res.num_pos == 1 and res.pos_is_gt.tolist() == [True]
     assert torch.equal(res.pos_priors, GT) and res.pos_gt_labels.tolist() == [1]
     assert res.num_neg == 15
+
+
+def _seeded_draw(img_id: int, iteration: int, sampler: RandomSampler | None = None) -> torch.Tensor:
+    from mmengine.logging import MessageHub
+
+    MessageHub.get_current_instance().update_info("iter", iteration)
+    sampler = sampler or RandomSampler(num=32, pos_fraction=0.25, add_gt_as_proposals=False, seed_per_image=True)
+    torch.manual_seed(0)
+    assign, priors = _assign(100, 300)
+    res = sampler.sample(assign, priors, GT, GT_LABEL, img_meta={"img_id": img_id})
+    return torch.cat([res.pos_inds, res.neg_inds])
+
+
+def test_seed_per_image_depends_on_image_and_iteration_not_on_the_global_stream():
+    first = _seeded_draw(7, 3)
+    torch.rand(1000)  # whatever else drew from the global stream in between does not matter
+    assert torch.equal(first, _seeded_draw(7, 3))
+    assert not torch.equal(first, _seeded_draw(8, 3))  # another image
+    assert not torch.equal(first, _seeded_draw(7, 4))  # another iteration
+    torch.manual_seed(0)  # the sampler itself leaves the global stream alone
+    assign, priors = _assign(100, 300)
+    before = torch.get_rng_state()
+    RandomSampler(num=32, pos_fraction=0.25, add_gt_as_proposals=False, seed_per_image=True).sample(
+        assign, priors, GT, GT_LABEL, img_meta={"img_id": 1})
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_seed_per_image_is_validated_and_needs_the_metainfo():
+    import pytest
+
+    from visdet.models.errors import ModelConfigError
+
+    with pytest.raises(ModelConfigError, match="seed_per_image"):
+        RandomSampler(num=8, pos_fraction=0.5, seed_per_image="yes")
+    assign, priors = _assign(10, 30)
+    with pytest.raises(ValueError, match="metainfo"):
+        RandomSampler(num=8, pos_fraction=0.5, seed_per_image=True).sample(assign, priors, GT, GT_LABEL)

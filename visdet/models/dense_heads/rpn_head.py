@@ -129,7 +129,7 @@ class RPNHead(BaseModule):
             cand = anchors if valid_inds is None else anchors[valid_inds]
             gt_labels = torch.zeros(len(gt_bboxes), dtype=torch.long, device=anchors.device)
             assign = self.assigner.assign(cand, gt_bboxes, gt_labels)
-            res = self.sampler.sample(assign, cand, gt_bboxes, gt_labels)
+            res = self.sampler.sample(assign, cand, gt_bboxes, gt_labels, img_meta=img_metas[i])
             pos, neg = res.pos_inds, res.neg_inds
             if valid_inds is not None:
                 pos, neg = valid_inds[pos], valid_inds[neg]

@@ -74,7 +74,7 @@ class StandardRoIHead(BaseModule):
             priors = proposals.bboxes.detach()
             gt_bboxes = gt.bboxes.to(priors.dtype)
             assign = self.bbox_assigner.assign(priors, gt_bboxes, gt.labels)
-            results.append(self.bbox_sampler.sample(assign, priors, gt_bboxes, gt.labels))
+            results.append(self.bbox_sampler.sample(assign, priors, gt_bboxes, gt.labels, img_meta=sample.metainfo))
         rois = bbox2roi([r.priors for r in results])
         cls_score, bbox_pred = self._bbox_forward(x, rois)
         pos_weight = cfg_get(self.train_cfg, "pos_weight", "model.train_cfg.rcnn", -1)
