@@ -21,6 +21,23 @@ NEED_TEXT = {
         "(mmengine's DeepSpeedStrategy), passing itself as the `deepspeed` argument"
     ),
     Need.CXX_COMPILER: "needs a C++ compiler on PATH to JIT-compile its kernel (install g++)",
+    Need.CLOSURE: (
+        "needs a closure: step(closure) re-runs forward and backward, which visdet's OptimWrapper "
+        "(backward, then step()) does not do"
+    ),
+    Need.CREATE_GRAPH: (
+        "needs loss.backward(create_graph=True) for its Hessian-vector products, which visdet's "
+        "OptimWrapper does not do"
+    ),
+    Need.PARAM_LAYOUT: "needs its own parameter-group layout, which visdet's constructor does not build (see notes)",
+    Need.BASE_OPTIMIZER: "wraps another optimizer: build it yourself and pass it in (see notes); not a config type",
+    Need.MODEL: "takes the model itself, not its parameters: pass model=... (see notes)",
+}
+#: Needs a build satisfies by passing this argument (a DeepSpeed engine passes ``deepspeed``).
+MET_BY_ARGUMENT = {
+    Need.DEEPSPEED_ENGINE: ("deepspeed",),
+    Need.BASE_OPTIMIZER: ("base_optimizer", "optimizer"),
+    Need.MODEL: ("model",),
 }
 
 
@@ -34,6 +51,8 @@ def need_met(need: Need) -> bool:
         return False  # only DeepSpeed's own engine can satisfy it
     if need is Need.CXX_COMPILER:
         return shutil.which(os.environ.get("CXX", "c++")) is not None
+    if need in (Need.CLOSURE, Need.CREATE_GRAPH, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
+        return False  # met only by how it is built or driven, never by the machine
     raise ValueError(f"unknown need {need!r}")
 
 
@@ -47,7 +66,7 @@ def unmet_needs(spec: OptimizerSpec, provided: frozenset[str] = frozenset()) -> 
     """
     reasons = []
     for need in spec.needs:
-        if need is Need.DEEPSPEED_ENGINE and "deepspeed" in provided:
+        if any(name in provided for name in MET_BY_ARGUMENT.get(need, ())):
             continue
         if not need_met(need):
             reasons.append(NEED_TEXT[need])

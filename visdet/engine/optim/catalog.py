@@ -18,6 +18,14 @@ class Need(str, Enum):
     DISTRIBUTED = "distributed"  # torch.distributed initialised
     DEEPSPEED_ENGINE = "deepspeed_engine"  # built by deepspeed.initialize()
     CXX_COMPILER = "cxx_compiler"  # JIT-compiles a C++ kernel on first use
+    # What a training loop must do beyond ``backward(); step()``: visdet's
+    # OptimWrapper does none of these, so such optimizers are refused at build.
+    CLOSURE = "closure"  # step(closure) re-runs forward and backward (SAM, AliG)
+    CREATE_GRAPH = "create_graph"  # backward(create_graph=True) for Hessian products
+    PARAM_LAYOUT = "param_layout"  # parameter groups laid out its own way (use_muon, LoRA pairs)
+    # Built around something other than a parameter list; met when the build passes it.
+    BASE_OPTIMIZER = "base_optimizer"  # wraps another optimizer instance
+    MODEL = "model"  # takes the model itself
 
 
 @dataclass(frozen=True)
