@@ -188,12 +188,14 @@ def prepare_embedded_data(cfg: Config, wait_s: float = 600.0) -> None:
 
 
 def build_runner(cfg: Config, allow_unsafe_checkpoint: bool = False):
-    """mmengine's Runner (or ``runner_type``) from a config that passed the pre-flight checks.
+    """visdet's Runner (or ``runner_type``) from a config that passed the pre-flight checks.
 
     Installs visdet's checkpoint I/O first: atomic writes, and ``weights_only=True``
     loading unless ``allow_unsafe_checkpoint`` (``--allow-unsafe-checkpoint``).
+    visdet's Runner is mmengine's plus sharded-optimizer-state gathering on save
+    (see :mod:`visdet.engine.runner`).
     """
-    from mmengine.runner import Runner
+    from visdet.engine.runner import Runner
 
     from visdet.engine import checkpoint_io
 

@@ -174,4 +174,10 @@ def check_config(cfg: Mapping[str, Any]) -> None:
             if isinstance(cfg.get(key), Mapping):
                 check_dataloader(cfg[key], key)
         check_runtime(cfg)
-        check_optim_wrapper(cfg)
+        from visdet.engine.optim.availability import assume_met
+        from visdet.engine.optim.catalog import Need
+
+        # A launched run's process group exists only once the Runner is built, after this check.
+        distributed = (Need.DISTRIBUTED,) if cfg.get("launcher", "none") != "none" else ()
+        with assume_met(*distributed):
+            check_optim_wrapper(cfg)

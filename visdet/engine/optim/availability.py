@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -41,8 +43,30 @@ MET_BY_ARGUMENT = {
 }
 
 
+#: Conditions taken as met while checking a config for a run that will meet them (see assume_met).
+_ASSUMED: set[Need] = set()
+
+
+@contextmanager
+def assume_met(*needs: Need) -> Iterator[None]:
+    """Treat ``needs`` as met inside the block.
+
+    The pre-flight check of a ``--launcher pytorch`` run happens before the
+    Runner creates the process group; ZeroRedundancyOptimizer's
+    "needs torch.distributed" will hold by the time the optimizer is built.
+    """
+    added = set(needs) - _ASSUMED
+    _ASSUMED.update(added)
+    try:
+        yield
+    finally:
+        _ASSUMED.difference_update(added)
+
+
 def need_met(need: Need) -> bool:
     """Whether one condition holds in this process right now."""
+    if need in _ASSUMED:
+        return True
     if need is Need.CUDA:
         return torch.cuda.is_available()
     if need is Need.DISTRIBUTED:

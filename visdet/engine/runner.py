@@ -1,0 +1,44 @@
+"""visdet's Runner: mmengine's, with sharded optimizer state gathered before a checkpoint save.
+
+mmengine 0.10's ``Runner.save_checkpoint`` runs on rank 0 only (``@master_only``)
+and calls ``optim_wrapper.state_dict()`` there. A ZeroRedundancyOptimizer keeps
+each rank's shard of the state on that rank: its ``state_dict()`` needs
+``consolidate_state_dict()`` first, a collective every rank must join. Called
+from rank 0 alone it raises "Optimizer state has not been consolidated" (torch's
+class) or waits forever for the other ranks (mmengine's wrapper, which
+consolidates inside ``state_dict()``). Here every rank consolidates onto rank 0,
+then rank 0 saves as before. Loading needs nothing extra: every rank reads the
+full state and ``ZeroRedundancyOptimizer.load_state_dict`` keeps its own shard.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from mmengine.runner import Runner as MMEngineRunner
+
+from visdet.registry import RUNNERS
+
+
+def consolidate_sharded_optimizer_state(optim_wrapper: Any) -> None:
+    """Gather every ZeroRedundancyOptimizer's shards onto rank 0 (a collective: call on all ranks)."""
+    try:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+    except ImportError:  # torch built without distributed
+        return
+    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, "values") else [optim_wrapper]
+    for wrapper in wrappers:
+        optimizer = getattr(wrapper, "optimizer", None)
+        if isinstance(optimizer, ZeroRedundancyOptimizer):
+            optimizer.consolidate_state_dict(to=0)
+
+
+@RUNNERS.register_module(name="Runner", force=True)  # force: survives re-import
+class Runner(MMEngineRunner):
+    """mmengine's ``Runner``; ``save_checkpoint`` also works with ZeroRedundancyOptimizer under DDP."""
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args: Any, save_optimizer: bool = True,
+                        **kwargs: Any) -> None:
+        """Consolidate sharded optimizer state on every rank, then save on rank 0 (mmengine's method)."""
+        if save_optimizer and self.optim_wrapper is not None:
+            consolidate_sharded_optimizer_state(self.optim_wrapper)
+        super().save_checkpoint(out_dir, filename, *args, save_optimizer=save_optimizer, **kwargs)
