@@ -10,9 +10,9 @@ subclasses" in milliseconds. The answer is checked against a real import in
 the test suite, so a package whose layout defeats the scan is caught there.
 
 Limits: a class built dynamically (``type(...)``, assignment aliases) is not
-seen; base classes outside the scanned package are resolved only when they
-live in ``torch`` (already imported by then), anything else counts as "not an
-optimizer".
+seen; a base class outside the scanned package is resolved in ``torch``
+(already imported by then) or by scanning the installed package it comes
+from; a base in a package that is not installed counts as "not an optimizer".
 """
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ class PackageScanner:
         if target is None or depth > _MAX_DEPTH:
             return False
         if isinstance(target, str):
-            return _is_torch_optimizer(target)
+            return _is_optimizer_elsewhere(target, depth)
         module, node = target
         return any(self._is_optimizer(self._base_target(module, b, depth), depth + 1) for b in node.bases)
 
@@ -219,6 +219,19 @@ class PackageScanner:
     def optimizer_classes(self, dotted: str) -> list[str]:
         """Exported names of ``dotted`` that are optimizer classes, sorted."""
         return sorted(n for n in self.exported_names(dotted) if self.is_optimizer(dotted, n))
+
+
+def _is_optimizer_elsewhere(dotted: str, depth: int) -> bool:
+    """A base class outside the scanned package: torch's is checked live, another
+    installed package's by scanning that package (GaLore's 8-bit AdamW derives
+    from bitsandbytes' ``Optimizer2State``)."""
+    if dotted.startswith("torch."):
+        return _is_torch_optimizer(dotted)
+    other = scanner_for(dotted.split(".")[0])
+    if other is None:
+        return False
+    module, _, attr = dotted.rpartition(".")
+    return other._is_optimizer(other.find_class(module, attr), depth + 1)
 
 
 def _is_torch_optimizer(dotted: str) -> bool:

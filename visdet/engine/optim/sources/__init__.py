@@ -1,21 +1,49 @@
 """The optimizer sources visdet fills its registry from, in priority order.
 
 The order decides names: a class name already taken by an earlier source is
-registered with the later source's prefix (``bnb_Adam``). The order is fixed
-here, never by import order or by what happens to be installed.
+registered with the later source's prefix (``bnb_Adam``, ``lion_pytorch_Lion``,
+``optimi_AdamW``, ``pytorch_optimizer_Lamb``...). The order is fixed here,
+never by import order or by what happens to be installed: every source lists
+its known names even when its package is absent, so installing or removing a
+package renames nothing elsewhere.
+
+    torch > bitsandbytes > DeepSpeed > D-Adaptation > transformers >
+    lion-pytorch > prodigyopt > schedulefree > torch-optimi > galore-torch >
+    apollo-torch > pytorch-optimizer
 """
 from __future__ import annotations
 
+from .apollo import ApolloSource
 from .base import Found, Source
 from .bnb import BitsAndBytesSource
 from .dadapt import DAdaptationSource
 from .deepspeed_ops import DeepSpeedSource
+from .galore import GaLoreSource
+from .lion_pytorch import LionPytorchSource
+from .optimi import OptimiSource
+from .prodigy import ProdigySource
+from .pytorch_optimizer import PytorchOptimizerSource
+from .schedulefree import ScheduleFreeSource
 from .torch_optim import TorchSource
+from .transformers_optim import TransformersSource
 
 
 def default_sources() -> list[Source]:
     """Fresh source objects in naming priority order."""
-    return [TorchSource(), BitsAndBytesSource(), DeepSpeedSource(), DAdaptationSource()]
+    return [
+        TorchSource(),
+        BitsAndBytesSource(),
+        DeepSpeedSource(),
+        DAdaptationSource(),
+        TransformersSource(),
+        LionPytorchSource(),
+        ProdigySource(),
+        ScheduleFreeSource(),
+        OptimiSource(),
+        GaLoreSource(),
+        ApolloSource(),
+        PytorchOptimizerSource(),
+    ]
 
 
 __all__ = ["Found", "Source", "default_sources"]

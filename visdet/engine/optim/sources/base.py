@@ -63,14 +63,26 @@ class Source:
         return self.version is not None
 
     def discover(self) -> list[Found]:
-        """Optimizer classes the installed version exports (empty if absent)."""
+        """Optimizer classes the installed version defines and exports (empty if absent).
+
+        A class the package only re-exports from elsewhere (pytorch-optimizer
+        exports torch's ``Adam``; transformers' module binds torch's
+        ``Optimizer``) is left to its own source, and ``keep`` can narrow the rest.
+        """
         scanner = scanner_for(self.top_level)
         if scanner is None:
             return []
         found: list[Found] = []
         for module in self.export_modules:
-            found.extend(Found(name, module) for name in scanner.optimizer_classes(module))
+            for name in scanner.optimizer_classes(module):
+                candidate = Found(name, module)
+                if isinstance(scanner.find_class(module, name), tuple) and self.keep(candidate):
+                    found.append(candidate)
         return found
+
+    def keep(self, found: Found) -> bool:
+        """Whether an exported optimizer class is registered (all, unless a source narrows it)."""
+        return True
 
     def describe(self, found: Found) -> str:
         """First docstring line of the installed class, read from source."""
