@@ -107,6 +107,13 @@ def _resolve_type(obj_type: Any, key: str) -> tuple[str, type]:
     return obj_type, cls
 
 
+def _expand_alias(cfg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """An alias type (``'adamw_torch_fused'``) as its target and defaults, so the checks see both."""
+    from visdet.registry import OPTIMIZERS  # the registry module imports this package
+
+    return OPTIMIZERS.expand_alias(cfg, key)
+
+
 def parse_optimizer_cfg(cfg: Any, key: str = "optim_wrapper.optimizer", allow_hybrid: bool = True) -> OptimizerConfig:
     """Check an optimizer config dict against the class it names.
 
@@ -118,7 +125,11 @@ def parse_optimizer_cfg(cfg: Any, key: str = "optim_wrapper.optimizer", allow_hy
         raise OptimizerConfigError(f"must be a dict like dict(type='AdamW', lr=1e-4), got {cfg!r}", key)
     if "type" not in cfg:
         raise OptimizerConfigError("has no 'type'; add e.g. type='AdamW'", key)
+    written = cfg["type"]
+    cfg = _expand_alias(cfg, key)
     name, cls = _resolve_type(cfg["type"], key)
+    if isinstance(written, str) and written != cfg["type"]:
+        name = f"{name} (alias '{written}')"  # messages name both
     kwargs = {k: v for k, v in cfg.items() if k != "type"}
     zero = _zero_class()
     if zero is not None and issubclass(cls, zero):

@@ -9,16 +9,19 @@ newer package adding a class never raises "already registered".
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 import torch
 from mmengine.registry import Registry
 
+from . import aliases
 from .availability import unmet_needs
 from .catalog import OptimizerSpec
 from .errors import OptimizerConfigError, OptimizerUnavailableError, suggestion_text
@@ -81,9 +84,10 @@ class OptimizerCatalog:
     def __init__(self, sources: list[Source]) -> None:
         self.sources = sources
         self.entries: dict[str, CatalogEntry] = {}
-        self._aliases: dict[str, str] = {}
         for source in sources:
             self._add_source(source)
+        self._by_class = {(_norm(e.source.package), e.spec.class_name): e for e in self.entries.values()}
+        self._attach_aliases()
 
     def _add_source(self, source: Source) -> None:
         failure = ""
@@ -108,8 +112,25 @@ class OptimizerCatalog:
                 present=present,
                 missing_reason="" if present else failure or self._missing_reason(source, class_name),
             )
-            for alias in self.entries[name].spec.aliases:
-                self._aliases.setdefault(alias, name)
+
+    def _attach_aliases(self) -> None:
+        """Record on each entry the other-ecosystem spellings that build it (``spec.aliases``).
+
+        A bare spelling is listed where it resolves; the qualified one
+        (``timm:sgd``) only where the bare one means something else.
+        """
+        found: dict[str, list[str]] = {}
+        for item in aliases.table():
+            if not isinstance(item, aliases.Alias) or item.name in self.entries:
+                continue
+            entry = self.by_class(item.target)
+            if entry is not None:
+                found.setdefault(entry.spec.name, []).append(
+                    item.name if aliases.is_bare_winner(item) else item.qualified
+                )
+        for name, spellings in found.items():
+            entry = self.entries[name]
+            entry.spec = replace(entry.spec, aliases=tuple(dict.fromkeys((*entry.spec.aliases, *spellings))))
 
     @staticmethod
     def _spec(source: Source, found: Found, name: str) -> OptimizerSpec:
@@ -137,12 +158,27 @@ class OptimizerCatalog:
             reason += f" (removed in {source.removed[class_name]}; {source.install_hint})"
         return reason
 
+    def by_class(self, target: aliases.Target) -> CatalogEntry | None:
+        """The entry for a package's class (an alias target), whatever its registry name."""
+        return self._by_class.get((_norm(target.package), target.class_name))
+
     def lookup(self, name: str) -> CatalogEntry | None:
-        """The entry for a registry name or alias."""
-        return self.entries.get(self._aliases.get(name, name))
+        """The entry for a registry name, or for an alias whose target visdet knows."""
+        entry = self.entries.get(name)
+        if entry is None:
+            item = aliases.find(name)
+            if isinstance(item, aliases.Alias):
+                entry = self.by_class(item.target)
+        return entry
 
     def names(self) -> list[str]:
-        return list(self.entries) + list(self._aliases)
+        """Registry names and alias spellings, for did-you-mean lists."""
+        return list(self.entries) + aliases.all_spellings()
+
+
+def _norm(package: str) -> str:
+    """A pip name in PEP 503 form, so ``pytorch_optimizer`` and ``pytorch-optimizer`` match."""
+    return re.sub(r"[-_.]+", "-", package).lower()
 
 
 @lru_cache(maxsize=1)
@@ -217,7 +253,83 @@ class OptimizerRegistry(Registry):
         scope, real_key = self.split_scope_key(key)
         if (scope is None or scope == self._scope) and real_key in self._module_dict:
             return True
+        if self._alias_for(key) is not None:
+            return self._alias_target(key) is not None
         return super().__contains__(key)
+
+    # --- aliases: names from other ecosystems (aliases.py) -----------------
+
+    def _alias_for(self, key: object) -> aliases.Alias | aliases.Refusal | None:
+        """What ``key`` means as an alias; None when it is a real name (here, in the
+        catalogue or in a parent registry), so an alias never shadows one."""
+        if not isinstance(key, str) or "." in key or key in self._module_dict or key in get_catalog().entries:
+            return None
+        item = aliases.find(key)
+        node = self.parent
+        while item is not None and node is not None:
+            if key in node._module_dict:
+                return None
+            node = node.parent
+        return item
+
+    def _alias_target(self, key: str) -> CatalogEntry | None:
+        """The present catalogue entry an accepted alias builds, or None."""
+        item = self._alias_for(key)
+        if not isinstance(item, aliases.Alias):
+            return None
+        entry = get_catalog().by_class(item.target)
+        return entry if entry is not None and entry.present else None
+
+    def get(self, key: str) -> Any:
+        """The class for a name; for an alias, its target class with the alias's
+        defaults bound (``functools.partial``, as timm's ``get_optimizer_class``)
+        so that mmengine's own builders apply them too; None for a refused alias
+        or one whose target is not installed."""
+        item = self._alias_for(key)
+        if item is None:
+            return super().get(key)
+        entry = self._alias_target(key)
+        if entry is None:
+            return None
+        try:
+            cls = entry.resolve()
+        except OptimizerUnavailableError:
+            return None
+        return functools.partial(cls, **item.defaults) if item.defaults else cls  # type: ignore[union-attr]
+
+    def expand_alias(self, cfg: Any, key: str = OPTIMIZER_KEY) -> Any:
+        """``cfg`` with an alias ``type`` replaced by its target's registry name and
+        the alias's defaults placed under the config's own keywords (which win).
+
+        Configs whose type is not an alias come back unchanged.
+
+        Raises:
+            OptimizerConfigError: a recognised spelling visdet refuses to map.
+            OptimizerUnavailableError: the target is unknown here or cannot run
+                here; the message names the alias and the target.
+        """
+        obj_type = cfg.get("type") if hasattr(cfg, "get") else None
+        item = self._alias_for(obj_type)
+        if item is None:
+            return cfg
+        type_key = f"{key}.type"
+        if isinstance(item, aliases.Refusal):
+            raise OptimizerConfigError(f"{aliases.describe(item)} is not accepted as an alias: {item.reason}", type_key)
+        entry = get_catalog().by_class(item.target)
+        if entry is None:
+            raise OptimizerUnavailableError(
+                f"{aliases.describe(item)} maps to {item.target}, which is not known here: this visdet has no "
+                f"{item.target.package} source; run `python tools/list_optimizers.py` for what it has",
+                type_key,
+            )
+        own = {k: v for k, v in cfg.items() if k != "type"}
+        reason = entry.why_not(frozenset((*item.defaults, *own)))
+        if reason:
+            raise OptimizerUnavailableError(
+                f"{aliases.describe(item)} maps to '{entry.spec.name}' ({item.target}), which cannot run here: {reason}",
+                type_key,
+            )
+        return {"type": entry.spec.name, **item.defaults, **own}
 
     def __repr__(self) -> str:
         lines = [f"OptimizerRegistry(name={self.name}, scope={self.scope}, {len(self)} optimizers)"]
@@ -236,6 +348,7 @@ class OptimizerRegistry(Registry):
         return info_for(entry)
 
     def build(self, cfg: dict, *args: Any, **kwargs: Any) -> Any:
+        cfg = self.expand_alias(cfg)
         obj_type = cfg.get("type") if hasattr(cfg, "get") else None
         if isinstance(obj_type, str):
             self.check_buildable(obj_type, frozenset(k for k in cfg if k != "type"))
@@ -243,10 +356,15 @@ class OptimizerRegistry(Registry):
                 cfg = _rename_params_argument(cfg, self.get(obj_type))
         elif isinstance(obj_type, type) and "params" in cfg:
             cfg = _rename_params_argument(cfg, obj_type)
-        return super().build(cfg, *args, **kwargs)
+        built = super().build(cfg, *args, **kwargs)
+        _log_notes_once(obj_type)
+        return built
 
     def check_buildable(self, obj_type: str, provided: frozenset[str] = frozenset()) -> None:
-        """Raise a clear error if ``type=obj_type`` cannot be built here."""
+        """Raise a clear error if ``type=obj_type`` (a name or an alias) cannot be built here."""
+        if self._alias_for(obj_type) is not None:
+            self.expand_alias({"type": obj_type, **dict.fromkeys(provided)})
+            return
         scope, name = self.split_scope_key(obj_type)
         if scope not in (None, self._scope) or "." in name:
             return  # another scope or a dotted import path: mmengine resolves it
@@ -257,14 +375,42 @@ class OptimizerRegistry(Registry):
         elif entry is None:
             if super().__contains__(obj_type):
                 return  # found in a parent registry
-            raise _unknown_type_error(name, set(self._module_dict) | set(get_catalog().names()))
+            # registry names first: they keep a spelling's lower-case slot over an alias ('AdamW' over 'adamw')
+            raise _unknown_type_error(name, list(dict.fromkeys([*self._module_dict, *get_catalog().names()])))
         reason = entry.why_not(provided)
         if reason:
             raise OptimizerUnavailableError(f"'{name}' cannot run here: {reason}", f"{OPTIMIZER_KEY}.type")
 
 
+#: Names whose catalogue note was logged in this process.
+_NOTES_LOGGED: set[str] = set()
+
+
+def _log_notes_once(obj_type: Any) -> None:
+    """Log the catalogue note of a just-built optimizer at WARNING, once per name per process.
+
+    Notes are caveats a user should see when choosing the optimizer (8-bit
+    state is slow on the CPU, lr=1.0 for D-Adaptation, a kernel compiles on
+    first use); the listing shows them too, but nobody reads a listing before
+    every run.
+    """
+    catalog = get_catalog()
+    if isinstance(obj_type, str):
+        entry = catalog.entries.get(obj_type)
+    elif isinstance(obj_type, type):
+        entry = next((e for e in catalog.entries.values() if e.resolved is obj_type), None)
+    else:
+        entry = None
+    if entry is None or not entry.spec.notes or entry.spec.name in _NOTES_LOGGED:
+        return
+    _NOTES_LOGGED.add(entry.spec.name)
+    logger.warning("%s: %s", entry.spec.name, entry.spec.notes)
+
+
 def _unknown_type_error(name: str, candidates: set[str] | list[str]) -> OptimizerConfigError:
     """The one message for a ``type`` nobody knows, with the closest names."""
+    if aliases.SEPARATOR in name:  # 'timm:sgdd': suggest ecosystem-qualified spellings
+        candidates = aliases.all_spellings(qualified=True)
     return OptimizerConfigError(
         f"unknown optimizer type '{name}'{suggestion_text(name, candidates)} "
         "Run `python tools/list_optimizers.py` to see every name and whether it runs here.",
