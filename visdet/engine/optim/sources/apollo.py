@@ -9,7 +9,7 @@ since galore-torch ranks higher.
 """
 from __future__ import annotations
 
-from ..catalog import Meta
+from ..catalog import Meta, Need
 from .base import Found, Source
 from .galore import CATALOGUE as GALORE_CATALOGUE
 from .galore import LOW_RANK
@@ -19,10 +19,15 @@ CATALOGUE: dict[str, Meta] = {
     "APOLLOAdamW": Meta(
         "APOLLO: AdamW-like channel-wise lr scaling from a random low-rank projection (Zhu et al., 2024)",
         None, "8 for plain groups; rank x cols for projected weights", notes=LOW_RANK),
+    # Seen with apollo-torch 1.0.3 and bitsandbytes 0.50: its step calls
+    # torch.cuda.synchronize() and reads a config key bitsandbytes no longer gives.
     "QAPOLLOAdamW": Meta(
         "Q-APOLLO: APOLLO on bitsandbytes' 8-bit state", None, "~2 for plain groups; low-rank for projected",
-        notes="8-bit state is slow on CPU; " + LOW_RANK),
-    **{name: Meta(f"apollo-torch's copy of {meta.description}", meta.state_bytes, meta.state_note, notes=meta.notes)
+        ("cuda",), (Need.CUDA,),
+        notes="its step calls torch.cuda.synchronize(), and with bitsandbytes 0.50 fails on a missing "
+        "'percentile_clipping' config key; " + LOW_RANK),
+    **{name: Meta(f"apollo-torch's copy of {meta.description}", meta.state_bytes, meta.state_note,
+                  meta.devices, meta.needs, meta.notes)
        for name, meta in GALORE_CATALOGUE.items()},
 }
 

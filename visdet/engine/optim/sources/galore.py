@@ -6,7 +6,7 @@ whose 2-D weights are projected), every other parameter gets a plain group.
 """
 from __future__ import annotations
 
-from ..catalog import Meta
+from ..catalog import Meta, Need
 from .base import Found, Source
 
 MODULE = "galore_torch"
@@ -17,8 +17,9 @@ _ADAFACTOR = "with lr set, also set relative_step=False; " + LOW_RANK
 CATALOGUE: dict[str, Meta] = {
     "GaLoreAdamW": Meta("GaLore AdamW: Adam moments of SVD-projected low-rank gradients (Zhao et al., 2024)",
                         None, _STATE_NOTE, notes=LOW_RANK),
+    # Seen with galore-torch 1.0: its step calls torch.cuda.synchronize().
     "GaLoreAdamW8bit": Meta("GaLore on bitsandbytes' 8-bit AdamW", None, "~2 for plain groups; low-rank for projected",
-                            notes="8-bit state is slow on CPU; " + LOW_RANK),
+                            ("cuda",), (Need.CUDA,), notes="its step calls torch.cuda.synchronize(); " + LOW_RANK),
     "GaLoreAdafactor": Meta("GaLore on transformers-style Adafactor", None, "sub-linear", notes=_ADAFACTOR),
 }
 

@@ -29,7 +29,8 @@ CATALOGUE: dict[str, Meta] = {
     "SGDScheduleFreeClosure": Meta("Schedule-free SGD, closure form", 4, needs=(Need.CLOSURE,), notes=_CLOSURE),
     "SGDScheduleFreeReference": Meta(
         "Schedule-free SGD, reference implementation (keeps x and z)", 8, notes=_MODES),
-    "RAdamScheduleFree": Meta("Schedule-free RAdam: no warmup and no lr schedule", 8, notes=_MODES),
+    "RAdamScheduleFree": Meta("Schedule-free RAdam: no warmup and no lr schedule", 8,
+                              notes=_MODES + "; makes no update for its first steps (rectification)"),
     "RAdamScheduleFreeClosure": Meta(
         "Schedule-free RAdam, closure form", 8, needs=(Need.CLOSURE,), notes=_CLOSURE),
 }
