@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_backends, build_runner,  # noqa: E402
                                   enable_amp, load_config, parse_tool_args, prepare_embedded_data,
-                                  run_reporting_errors, set_launcher, set_resume, set_work_dir)
+                                  prepare_strategy, run_reporting_errors, set_launcher, set_resume,
+                                  set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             enable_amp(cfg)
         set_resume(cfg, args.resume)
         add_vis_backends(cfg)
+        prepare_strategy(cfg)  # before check_config: registers the strategies' optim wrappers
         check_config(cfg)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)

@@ -79,7 +79,7 @@ RUNNER_CONSTRUCTORS = _child("runner constructor", MMENGINE_RUNNER_CONSTRUCTORS,
 LOOPS = _child("loop", MMENGINE_LOOPS, ["visdet.engine.loops"])
 HOOKS = _child("hook", MMENGINE_HOOKS, HOOK_MODULES)
 LOG_PROCESSORS = _child("log processor", MMENGINE_LOG_PROCESSORS, ENGINE)
-STRATEGIES = _child("strategy", MMENGINE_STRATEGIES, ENGINE)
+STRATEGIES = _child("strategy", MMENGINE_STRATEGIES, ["visdet.engine.strategies.registered"])
 
 # Data.
 DATASETS = _child("dataset", MMENGINE_DATASETS, DATA)

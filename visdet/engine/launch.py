@@ -205,5 +205,29 @@ def build_runner(cfg: Config, allow_unsafe_checkpoint: bool = False):
     from visdet.registry import RUNNERS
 
     if "runner_type" in cfg:
+        prepare_strategy(cfg)
+        scope = cfg.get("default_scope")
+        if scope is not None:
+            # FlexibleRunner builds its strategy before it sets its own default scope: without this,
+            # 'DeepSpeedStrategy' would resolve to mmengine's class instead of visdet's fixed one.
+            from mmengine.registry import DefaultScope
+
+            DefaultScope.get_instance(f"visdet-build-{time.time_ns()}", scope_name=scope)
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def prepare_strategy(cfg: Config) -> None:
+    """A FlexibleRunner ``strategy``: refuse impossible settings and register visdet's strategies.
+
+    Runs before :func:`visdet.engine.preflight.check_config` in ``tools/train.py``
+    (the optim wrapper check needs mmengine's ``DeepSpeedOptimWrapper``
+    registered); does nothing for a config without ``strategy``/``runner_type``.
+    """
+    from visdet.engine.strategies import check_strategy_config, register, uses_flexible_runner
+
+    if cfg.get("strategy") is None and not uses_flexible_runner(cfg):
+        return
+    check_strategy_config(cfg)
+    if uses_flexible_runner(cfg):
+        register()

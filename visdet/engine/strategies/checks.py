@@ -1,0 +1,215 @@
+"""Build-time checks of ``runner_type``/``strategy`` configs, before any model, data or process group.
+
+mmengine's strategies report mistakes late and badly: DeepSpeed missing is an
+``assert`` in ``DeepSpeedStrategy.__init__``; an unknown ZeRO stage, a
+ZeRO-Offload with an optimizer DeepSpeed cannot offload, or ``clip_grad`` on a
+wrapper that has none fail inside ``deepspeed.initialize`` after the model and
+data are built; 1-bit Adam on a CPU fails deep in DeepSpeed's communication
+code. Every such mistake is one :class:`StrategyConfigError` here, naming the
+key, what is wrong and what would be right.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from visdet.engine.optim.errors import suggestion_text
+from visdet.errors import ConfigError
+
+FLEXIBLE_RUNNER = "FlexibleRunner"
+DEEPSPEED, FSDP = "DeepSpeedStrategy", "FSDPStrategy"
+#: Strategies mmengine 0.10 ships; visdet replaces the first two with fixed subclasses.
+KNOWN_STRATEGIES = (DEEPSPEED, FSDP, "DDPStrategy", "SingleDeviceStrategy", "ColossalAIStrategy")
+DEEPSPEED_WRAPPER = "DeepSpeedOptimWrapper"
+#: visdet registry name -> the name DeepSpeed's config uses; DeepSpeed builds these itself,
+#: passing its engine, and they communicate through its compressed allreduce.
+ENGINE_OPTIMIZERS = {"OnebitAdam": "OneBitAdam", "OnebitLamb": "OneBitLamb", "ZeroOneAdam": "ZeroOneAdam"}
+#: Why the 1-bit family cannot run without CUDA (checked in DeepSpeed 0.19.6's sources).
+ONEBIT_CPU_REASON = (
+    "its compressed allreduce has no CPU implementation in DeepSpeed: comm_backend_name='nccl' needs cupy and "
+    "CUDA, 'mpi' needs mpi4py and cupy, and 'compressed' needs the packbits kernel, which DeepSpeed's CPU "
+    "accelerator does not build"
+)
+OFFLOAD_OPTIMIZERS = ("DeepSpeedCPUAdam",)
+ZERO_STAGES = (0, 1, 2, 3)
+
+
+class StrategyConfigError(ConfigError):
+    """A mistake in ``runner_type``/``strategy`` or in what the strategy needs from ``optim_wrapper``."""
+
+
+def uses_flexible_runner(cfg: Mapping[str, Any]) -> bool:
+    """Whether the config asks for mmengine's FlexibleRunner (and so for a strategy)."""
+    runner_type = cfg.get("runner_type")
+    name = runner_type if isinstance(runner_type, str) else getattr(runner_type, "__name__", None)
+    return name is not None and name.split(".")[-1] == FLEXIBLE_RUNNER
+
+
+def strategy_type(cfg: Mapping[str, Any]) -> str | None:
+    """The strategy's type name, or None when the config names no strategy."""
+    strategy = cfg.get("strategy")
+    if strategy is None:
+        return None
+    obj_type = strategy.get("type") if isinstance(strategy, Mapping) else None
+    name = obj_type if isinstance(obj_type, str) else getattr(obj_type, "__name__", None)
+    return name.split(".")[-1] if name else None
+
+
+def check_strategy_config(cfg: Mapping[str, Any]) -> None:
+    """Refuse a strategy config that cannot work here; return quietly for one that can.
+
+    Raises:
+        StrategyConfigError: the first mistake found, naming its key.
+    """
+    strategy = cfg.get("strategy")
+    if strategy is None:
+        return
+    if not uses_flexible_runner(cfg):
+        raise StrategyConfigError(
+            f"only mmengine's FlexibleRunner reads 'strategy' (the Runner ignores it); add "
+            f"runner_type='{FLEXIBLE_RUNNER}' next to it", "strategy")
+    if not isinstance(strategy, Mapping):
+        raise StrategyConfigError(f"must be a dict like dict(type='{DEEPSPEED}', ...), got {strategy!r}", "strategy")
+    name = strategy_type(cfg)
+    if name is None:
+        raise StrategyConfigError(f"has no 'type'; one of {', '.join(KNOWN_STRATEGIES)}", "strategy.type")
+    if name not in KNOWN_STRATEGIES:
+        raise StrategyConfigError(
+            f"unknown strategy '{name}'{suggestion_text(name, KNOWN_STRATEGIES)} Known: {', '.join(KNOWN_STRATEGIES)}",
+            "strategy.type")
+    if name == DEEPSPEED:
+        _check_deepspeed(cfg, strategy)
+    elif name == FSDP:
+        _check_fsdp(cfg, strategy)
+
+
+def _check_keys(strategy: Mapping[str, Any], cls: type) -> None:
+    """Keys the strategy class (and mmengine's BaseStrategy, which takes its **kwargs) accepts."""
+    from mmengine._strategy import BaseStrategy
+
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or not issubclass(klass, BaseStrategy):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        accepted |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)} - {"self"}
+    for key in strategy:
+        if key != "type" and key not in accepted:
+            raise StrategyConfigError(
+                f"{cls.__name__} has no argument '{key}'{suggestion_text(key, accepted)} "
+                f"Valid: {', '.join(sorted(accepted))}", f"strategy.{key}")
+
+
+def _optimizer_type(cfg: Mapping[str, Any]) -> str | None:
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
+    obj_type = optimizer.get("type") if isinstance(optimizer, Mapping) else None
+    return obj_type if isinstance(obj_type, str) else getattr(obj_type, "__name__", None)
+
+
+def _check_deepspeed(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
+    if importlib.util.find_spec("deepspeed") is None:
+        raise StrategyConfigError(
+            f"{DEEPSPEED} needs DeepSpeed, which is not installed: pip install 'deepspeed<0.19.7' "
+            "(or pip install -e '.[all]')", "strategy.type")
+    from . import register
+
+    register()
+    from .deepspeed import DeepSpeedStrategy
+
+    _check_keys(strategy, DeepSpeedStrategy)
+    if strategy.get("config") is not None:
+        raise StrategyConfigError(
+            "visdet takes DeepSpeed's settings as strategy keys (zero_optimization=..., gradient_clipping=..., "
+            "bf16=...), so that they are checked before training; move them out of 'config'", "strategy.config")
+    zero = strategy.get("zero_optimization") or {}
+    if not isinstance(zero, Mapping):
+        raise StrategyConfigError(f"must be a dict like dict(stage=2), got {zero!r}", "strategy.zero_optimization")
+    stage = zero.get("stage", 0)
+    if isinstance(stage, bool) or stage not in ZERO_STAGES:
+        raise StrategyConfigError(
+            f"unknown ZeRO stage {stage!r}; DeepSpeed has stages 0 (off), 1 (optimizer states partitioned), "
+            "2 (+ gradients) and 3 (+ parameters)", "strategy.zero_optimization.stage")
+    _validate_with_deepspeed(zero)
+    optim_wrapper = cfg.get("optim_wrapper") or {}
+    wrapper_type = optim_wrapper.get("type", "OptimWrapper")
+    wrapper_name = wrapper_type if isinstance(wrapper_type, str) else getattr(wrapper_type, "__name__", "")
+    if wrapper_name.split(".")[-1] != DEEPSPEED_WRAPPER:
+        raise StrategyConfigError(
+            f"{DEEPSPEED} needs type='{DEEPSPEED_WRAPPER}' (DeepSpeed's engine does backward, gradient "
+            f"clipping and the step itself), got '{wrapper_name}'", "optim_wrapper.type")
+    if optim_wrapper.get("clip_grad") is not None:
+        raise StrategyConfigError(
+            "DeepSpeed clips gradients itself; remove clip_grad and set strategy.gradient_clipping=<max norm> "
+            "(e.g. gradient_clipping=10.0 for clip_grad=dict(max_norm=10.0))", "optim_wrapper.clip_grad")
+    optimizer = _optimizer_type(cfg)
+    offload = zero.get("offload_optimizer") or {}
+    offload_device = offload.get("device", "none") if isinstance(offload, Mapping) else offload
+    if offload_device not in (None, "none") and optimizer not in OFFLOAD_OPTIMIZERS \
+            and zero.get("zero_force_ds_cpu_optimizer", True):
+        raise StrategyConfigError(
+            f"ZeRO-Offload (zero_optimization.offload_optimizer.device='{offload_device}') runs the step on the "
+            f"CPU with DeepSpeedCPUAdam; got optimizer type '{optimizer}'. Use "
+            "optimizer=dict(type='DeepSpeedCPUAdam', lr=..., adamw_mode=True) or remove offload_optimizer",
+            "optim_wrapper.optimizer.type")
+    if offload_device not in (None, "none") and stage not in (1, 2, 3):
+        raise StrategyConfigError(
+            f"offload_optimizer needs ZeRO stage 1, 2 or 3, got stage {stage}", "strategy.zero_optimization.stage")
+    if optimizer in ENGINE_OPTIMIZERS:
+        _check_engine_optimizer(optimizer, stage)
+
+
+def _validate_with_deepspeed(zero: Mapping[str, Any]) -> None:
+    """DeepSpeed's own pydantic model of ``zero_optimization``: unknown keys and bad values, now."""
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    try:
+        DeepSpeedZeroConfig(**dict(zero))
+    except Exception as error:  # pydantic.ValidationError; DeepSpeed's model forbids extra keys
+        detail = " ".join(str(error).split())
+        raise StrategyConfigError(f"DeepSpeed refuses it: {detail}", "strategy.zero_optimization") from None
+
+
+def _check_engine_optimizer(optimizer: str, stage: int) -> None:
+    """1-bit optimizers: built by DeepSpeed's engine, only with CUDA, only without ZeRO."""
+    key = "optim_wrapper.optimizer.type"
+    if not torch.cuda.is_available():
+        raise StrategyConfigError(f"'{optimizer}' cannot run without a CUDA device: {ONEBIT_CPU_REASON}", key)
+    if stage != 0:
+        raise StrategyConfigError(
+            f"DeepSpeed runs '{optimizer}' only without ZeRO (its compressed allreduce replaces ZeRO's "
+            f"gradient reduction); set strategy.zero_optimization.stage=0, got {stage}",
+            "strategy.zero_optimization.stage")
+
+
+def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
+    from . import register
+
+    register()
+    from .fsdp import FSDPStrategy
+
+    _check_keys(strategy, FSDPStrategy)
+    state_dict_cfg = strategy.get("state_dict_cfg", "local")
+    if state_dict_cfg != "full":
+        raise StrategyConfigError(
+            f"visdet needs state_dict_cfg='full' (got {state_dict_cfg!r}): rank 0 then writes one ordinary "
+            "checkpoint of plain tensors that loads with torch.load(weights_only=True) and with tools/test.py; "
+            "'local' writes FSDP's sharded tensor objects, one file per process", "strategy.state_dict_cfg")
+    wrapper = strategy.get("model_wrapper") or {}
+    if not wrapper.get("use_orig_params", False):
+        raise StrategyConfigError(
+            "visdet needs model_wrapper=dict(type='MMFullyShardedDataParallel', use_orig_params=True): the "
+            "optimizer is built on the unwrapped model and moved onto FSDP's shards by parameter name, which "
+            "only use_orig_params=True keeps", "strategy.model_wrapper.use_orig_params")
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
+    if isinstance(optimizer, Mapping):
+        name = _optimizer_type(cfg) or ""
+        if "fallback" in optimizer or name in ("Muon", "ZeroRedundancyOptimizer") or name.endswith(".Muon"):
+            raise StrategyConfigError(
+                f"'{name}' cannot run under FSDP: FSDP hands the optimizer flat 1-D shards of the parameters, so "
+                "a split by shape (Muon and its fallback) or a second sharding (ZeroRedundancyOptimizer) has "
+                "nothing to work on; use e.g. type='AdamW', or DDP (tools/dist_train.sh without a strategy)",
+                "optim_wrapper.optimizer.type")
