@@ -4,6 +4,7 @@
 Examples:
     python tools/list_optimizers.py                 # table of everything
     python tools/list_optimizers.py '*adam*'        # filter by name pattern
+    python tools/list_optimizers.py adamw_torch_fused   # an alias finds its target (docs/aliases.md)
     python tools/list_optimizers.py --available     # only what runs on this machine
     python tools/list_optimizers.py --json          # for machines
     python tools/list_optimizers.py --verify        # also import each backend to prove it loads
@@ -14,7 +15,7 @@ import argparse
 import json
 import sys
 
-from visdet.engine.optim.listing import format_table, list_optimizers
+from visdet.engine.optim.listing import alias_status, format_table, list_optimizers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         runnable = sum(i.runs_here for i in infos)
         print(f"\n{len(infos)} optimizers listed, {runnable} run here.")
     if args.pattern and not infos:
-        print(f"no optimizer name matches {args.pattern!r}", file=sys.stderr)
+        status = alias_status(args.pattern)
+        print(status or f"no optimizer name or alias matches {args.pattern!r}", file=sys.stderr)
         return 1
     return 0
 

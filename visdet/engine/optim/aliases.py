@@ -209,8 +209,10 @@ _TIMM: tuple[Alias | Refusal, ...] = (
     Alias("kron", "timm", _t(PYOPT, "Kron"), {"momentum": 0.9, "weight_decouple": False}),
     Alias("kronw", "timm", _t(PYOPT, "Kron"), {"momentum": 0.9, "weight_decouple": True}),
     Alias("mars", "timm", _t(PYOPT, "MARS")),
-    Alias("bnbsgd", "timm", _t(BNB, "SGD"), {"momentum": 0.9, "nesterov": True}),
-    Alias("bnbsgd8bit", "timm", _t(BNB, "SGD8bit"), {"momentum": 0.9, "nesterov": True}),
+    Refusal("bnbsgd", "timm", "timm asks bitsandbytes' SGD for Nesterov momentum, which that class accepts and "
+            "ignores; use 'timm:sgd' for Nesterov SGD, or type='bnb_SGD', momentum=0.9 for classical momentum"),
+    Refusal("bnbsgd8bit", "timm", "timm asks bitsandbytes' SGD8bit for Nesterov momentum, which that class accepts "
+            "and ignores; use type='SGD8bit', momentum=0.9 for classical momentum"),
     Alias("bnbadam", "timm", _t(BNB, "Adam")),
     Alias("bnbadam8bit", "timm", _t(BNB, "Adam8bit"),
           note="timm's table points this name at bnb's Adam (32-bit by default) although its description says "
@@ -231,7 +233,7 @@ _TIMM: tuple[Alias | Refusal, ...] = (
     Refusal("fusednovograd", "timm", "Apex's FusedNovoGrad is not a visdet source; use 'novograd' "
             "(pytorch-optimizer's NovoGrad) with betas=(0.95, 0.98)"),
     Refusal("rmsproptf", "timm", "TF-style RMSprop (epsilon inside the square root, accumulator started at 1) has "
-            "no implementation among visdet's sources; 'rmsprop' (torch's, alpha=0.9, momentum=0.9) is the closest"),
+            "no implementation among visdet's sources; use 'timm:rmsprop' (torch's, alpha=0.9, momentum=0.9), the closest"),
     Refusal("nadamw", "timm", "timm's NAdamW has no exact match: torch's NAdam with decoupled_weight_decay=True adds "
             "a momentum-decay schedule (momentum_decay=0.004) that it lacks; write that explicitly if it will do"),
     Refusal("adafactorbv", "timm", "the Big Vision Adafactor variant is not in visdet's sources; use 'adafactor'"),
@@ -258,8 +260,8 @@ _FOUNDRY: tuple[Alias | Refusal, ...] = (
             "implementation among visdet's sources; use 'Lion' with clip_grad in optim_wrapper"),
     Refusal("adalr_lion", "llmfoundry", "DecoupledAdaLRLion (Lion with a per-layer adaptive lr) has no "
             "implementation among visdet's sources; use 'Lion'"),
-    Refusal("no_op", "llmfoundry", "a no-op optimizer is not offered; freeze parameters with requires_grad=False "
-            "or paramwise_cfg lr_mult=0"),
+    Refusal("no_op", "llmfoundry", "a no-op optimizer is not offered; to freeze parameters use "
+            "requires_grad=False or paramwise_cfg custom_keys lr_mult=0"),
 )
 
 _ALL: tuple[Alias | Refusal, ...] = (*_HF, *_TIMM, *_FOUNDRY)

@@ -8,7 +8,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass
 
+from . import aliases
 from .registration import CatalogEntry, get_catalog
+
+#: Aliases shown per row of the table (all of them are in the JSON and in docs/aliases.md).
+MAX_ALIASES = 3
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,8 @@ class OptimizerInfo:
     description: str
     notes: str
     import_path: str
-    aliases: tuple[str, ...]
+    aliases: tuple[str, ...]  # other-ecosystem spellings that build it (docs/aliases.md)
+    alias_defaults: dict[str, dict]  # alias -> the keywords it sets
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +54,13 @@ def info_for(entry: CatalogEntry) -> OptimizerInfo:
         notes=spec.notes,
         import_path=spec.import_path,
         aliases=spec.aliases,
+        alias_defaults={name: dict(_alias_defaults(name)) for name in spec.aliases},
     )
+
+
+def _alias_defaults(spelling: str) -> dict:
+    item = aliases.find(spelling)
+    return dict(item.defaults) if isinstance(item, aliases.Alias) else {}
 
 
 def list_optimizers(pattern: str | None = None, available: bool = False, verify: bool = False) -> list[OptimizerInfo]:
@@ -64,7 +75,7 @@ def list_optimizers(pattern: str | None = None, available: bool = False, verify:
     """
     entries = list(get_catalog().entries.values())
     if pattern:
-        entries = [e for e in entries if fnmatch.fnmatch(e.spec.name.lower(), pattern.lower())]
+        entries = [e for e in entries if _matches(e, pattern.lower())]
     if verify:
         for entry in entries:
             if entry.present and not entry.why_not():
@@ -76,14 +87,33 @@ def list_optimizers(pattern: str | None = None, available: bool = False, verify:
     return [i for i in infos if i.runs_here] if available else infos
 
 
+def _matches(entry: CatalogEntry, pattern: str) -> bool:
+    """The pattern matches the name or one of its aliases (so ``adamw_torch_fused`` finds AdamW)."""
+    return any(fnmatch.fnmatch(name.lower(), pattern) for name in (entry.spec.name, *entry.spec.aliases))
+
+
+def alias_status(name: str) -> str:
+    """For a spelling the listing has no row for: what visdet makes of it as an alias, or ``""``."""
+    item = aliases.find(name)
+    if item is None:
+        return ""
+    if isinstance(item, aliases.Refusal):
+        return f"{aliases.describe(item)} is not accepted: {item.reason}"
+    entry = get_catalog().by_class(item.target)
+    if entry is None:
+        return f"{aliases.describe(item)} maps to {item.target}, which this visdet has no source for"
+    return f"{aliases.describe(item)} maps to '{entry.spec.name}'"
+
+
 def format_table(infos: list[OptimizerInfo], reason_width: int = 40) -> str:
     """A plain-text table for terminals; long reasons are given in full below it."""
-    headers = ["name", "source", "version", "runs here", "why not", "state B/param", "description"]
+    headers = ["name", "source", "version", "runs here", "why not", "state B/param", "aliases", "description"]
     rows = []
     for i in infos:
         reason = i.why_not or "-"
         short = reason if len(reason) <= reason_width else reason[: reason_width - 3] + "..."
-        row = [i.name, i.source, i.version or "-", "yes" if i.runs_here else "no", short, i.state]
+        shown = ", ".join(i.aliases[:MAX_ALIASES]) + (f" +{len(i.aliases) - MAX_ALIASES}" if len(i.aliases) > MAX_ALIASES else "")
+        row = [i.name, i.source, i.version or "-", "yes" if i.runs_here else "no", short, i.state, shown or "-"]
         rows.append(row + [i.description + (f" [{i.notes}]" if i.notes else "")])
     widths = [max(len(str(r[c])) for r in [headers, *rows]) for c in range(len(headers) - 1)]
     lines = []
