@@ -12,9 +12,10 @@ default_hooks = dict(
 )
 # curves.png (loss and mAP) in the work dir at the end; peak memory in the log on CPU;
 # checkpoints that torch.load(weights_only=True) reads with no allowlist; RNG states in them
-# so that --resume continues exactly (with visdet's loops).
+# so that --resume continues exactly (with visdet's loops); schedule-free optimizers in eval
+# mode for validation and checkpoints (a no-op for every other optimizer).
 custom_hooks = [dict(type="CurvePlotHook"), dict(type="MemoryLogHook"), dict(type="PlainCheckpointHook"),
-                dict(type="RNGStateHook")]
+                dict(type="RNGStateHook"), dict(type="ScheduleFreeHook")]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -19,6 +19,7 @@ from mmengine.optim.scheduler import LinearLR
 from mmengine.registry import init_default_scope
 
 from visdet.datasets.embedded import EmbeddedDataSpec, ensure
+from visdet.engine.hooks.schedule_free import is_schedule_free
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILIES = sorted(p.name for p in (REPO / "configs").glob("faster_rcnn_*.py") if p.name != "faster_rcnn_r18_small.py")
@@ -42,7 +43,7 @@ def small(tmp_path_factory):
 def test_every_family_is_covered():
     assert {"faster_rcnn_adamw.py", "faster_rcnn_sgd.py", "faster_rcnn_adamw8bit.py", "faster_rcnn_lion.py",
             "faster_rcnn_dadapt_adam.py", "faster_rcnn_muon.py", "faster_rcnn_deepspeed_cpu_adam.py",
-            "faster_rcnn_adafactor.py"} <= set(FAMILIES)
+            "faster_rcnn_adafactor.py", "faster_rcnn_schedule_free_adamw.py"} <= set(FAMILIES)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -55,6 +56,8 @@ def test_family_config_trains_the_small_detector(name, small):
     model = MODELS.build(cfg.model)
     model.train()
     wrapper = build_optim_wrapper(model, optim_cfg)
+    if is_schedule_free(wrapper.optimizer):
+        wrapper.optimizer.train()  # what ScheduleFreeHook does in the Runner
     warmup = next(s for s in cfg.param_scheduler if s["type"] == "LinearLR")
     scheduler = LinearLR(wrapper, start_factor=warmup["start_factor"], by_epoch=False, begin=0, end=warmup["end"])
     losses = []

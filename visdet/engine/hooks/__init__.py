@@ -6,5 +6,6 @@ from visdet.engine.hooks.curve_plot_hook import CurvePlotHook
 from visdet.engine.hooks.memory_log_hook import MemoryLogHook
 from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
 from visdet.engine.hooks.rng_state_hook import RNGStateHook
+from visdet.engine.hooks.schedule_free import ScheduleFreeHook
 
-__all__ = ["CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook"]
+__all__ = ["CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook", "ScheduleFreeHook"]
