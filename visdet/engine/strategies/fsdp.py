@@ -16,6 +16,15 @@ What mmengine's ``FSDPStrategy`` gets wrong, and what this subclass does:
   registry, ``paramwise_cfg``), and mmengine's own path for a pre-built
   wrapper re-creates it on the sharded parameters by name, keeping every
   group's settings.
+* **Re-creating the optimizer.** mmengine re-creates a pre-built optimizer with
+  ``cls(params, **optimizer.defaults)``; torch 2.14's AdamW keeps
+  ``decoupled_weight_decay`` in its defaults but refuses it as an argument, so
+  only the defaults the class's ``__init__`` takes are passed (the groups keep
+  every option).
+* **Resume.** ``load_optim_state_dict`` calls
+  ``FSDP.optim_state_dict_to_load(state_dict, model, optimizer)``, the argument
+  order of torch < 2.1; torch 2.14 takes ``(model, optim, optim_state_dict)``
+  and fails with "unhashable type: 'dict'". Keywords are passed here.
 * **Gradient clipping on a shard.** visdet's ``OptimWrapper`` clips with
   ``torch.nn.utils.clip_grad_norm_``, which under FSDP sees only this
   process's shard; FSDP's ``clip_grad_norm_`` computes the norm over all
@@ -23,6 +32,7 @@ What mmengine's ``FSDPStrategy`` gets wrong, and what this subclass does:
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +40,7 @@ import torch
 import torch.distributed as dist
 from mmengine._strategy.base import BaseStrategy
 from mmengine._strategy.fsdp import FSDPStrategy as MMEngineFSDPStrategy
+from mmengine.optim import BaseOptimWrapper
 from torch import nn
 
 from visdet.registry import STRATEGIES
@@ -87,6 +98,32 @@ class FSDPStrategy(MMEngineFSDPStrategy):
                                    compile=compile, dispatch_kwargs=dispatch_kwargs)
         self._clip_over_all_shards()
         return prepared
+
+    def build_optim_wrapper(self, optim_wrapper: Any, model: nn.Module | None = None) -> Any:
+        if not isinstance(optim_wrapper, BaseOptimWrapper) or model is None:
+            return super().build_optim_wrapper(optim_wrapper, model)
+        optimizer = optim_wrapper.optimizer
+        if optimizer.state_dict()["state"]:
+            raise RuntimeError("the optimizer handed to FSDPStrategy has already stepped; build it before training")
+        sharded = {name.replace("_fsdp_wrapped_module.", ""): p for name, p in model.named_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            names = [self.id_to_name[id(p)] for p in group["params"]]
+            missing = [n for n in names if n not in sharded]
+            if missing:
+                raise RuntimeError(f"FSDP did not keep the parameters {missing[:3]}...; set use_orig_params=True")
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": [sharded[n] for n in names]})
+        accepted = inspect.signature(type(optimizer).__init__).parameters
+        defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted and k != "differentiable"}
+        optim_wrapper.optimizer = type(optimizer)(groups, **defaults)
+        return optim_wrapper
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        to_load = FullyShardedDataParallel.optim_state_dict_to_load(
+            model=self.model, optim=self.optim_wrapper.optimizer, optim_state_dict=state_dict)
+        self.optim_wrapper.load_state_dict(to_load)
 
     def _clip_over_all_shards(self) -> None:
         wrapper = getattr(self, "optim_wrapper", None)
