@@ -127,3 +127,74 @@ def test_zero2_offload_runs_deepspeed_cpu_adam(tmp_path):
     assert "Epoch(train) [1][4/4]" in log and all(math.isfinite(v) for v in losses(log))
     partitions = sorted((work / "epoch_1.pth").glob("zero_pp_rank_*_optim_states.pt"))
     assert len(partitions) == 2 and all(adam_steps(p) == {4} for p in partitions)
+
+
+def _cfg(config: str = ZERO2, **changes) -> Config:
+    cfg = Config.fromfile(str(REPO / config))
+    cfg.merge_from_dict(changes)
+    return cfg
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"strategy.zero_optimization.bogus": 1}, "strategy.zero_optimization", "bogus"),
+    ({"strategy.zero_optimization.stage": 5}, "strategy.zero_optimization.stage", "unknown ZeRO stage 5"),
+    ({"strategy.gradient_cliping": 1.0}, "strategy.gradient_cliping", "gradient_clipping"),
+    ({"strategy.type": "DeepSpeedStrateg"}, "strategy.type", "DeepSpeedStrategy"),
+    ({"optim_wrapper.type": "OptimWrapper"}, "optim_wrapper.type", "DeepSpeedOptimWrapper"),
+    ({"optim_wrapper.clip_grad": dict(max_norm=10.0)}, "optim_wrapper.clip_grad", "gradient_clipping"),
+    ({"strategy.zero_optimization.offload_optimizer": dict(device="cpu")}, "optim_wrapper.optimizer.type",
+     "DeepSpeedCPUAdam"),
+    ({"runner_type": "Runner"}, "strategy", "runner_type='FlexibleRunner'"),
+])
+def test_deepspeed_config_mistakes_fail_before_training(changes, key, words):
+    with pytest.raises(StrategyConfigError) as info:
+        check_strategy_config(_cfg(**changes))
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_the_deepspeed_configs_pass_the_checks():
+    for config in (ZERO1, ZERO2, OFFLOAD):
+        check_strategy_config(_cfg(config))
+
+
+def test_missing_deepspeed_is_a_config_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    with pytest.raises(StrategyConfigError, match="pip install 'deepspeed"):
+        check_strategy_config(_cfg())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine the 1-bit optimizers can be built")
+def test_onebit_adam_on_cpu_is_refused_with_the_reason():
+    cfg = _cfg(**{"strategy.zero_optimization.stage": 0,
+                  "optim_wrapper.optimizer": dict(_delete_=True, type="OnebitAdam", lr=1e-4, freeze_step=2)})
+    with pytest.raises(StrategyConfigError, match="compressed allreduce has no CPU implementation") as info:
+        check_strategy_config(cfg)
+    assert info.value.key == "optim_wrapper.optimizer.type"
+
+
+def test_train_tool_reports_a_strategy_mistake_in_one_line(tmp_path):
+    options = ["strategy.zero_optimization.offload_optimizer.device=cpu"]
+    result = subprocess.run([sys.executable, "tools/train.py", ZERO2, "--work-dir", str(tmp_path / "w"),
+                             "--cfg-options", *options], capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("visdet:")]
+    assert lines == [lines[0]] and "offload_optimizer" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="OnebitAdam's compressed allreduce needs CUDA (and cupy)")
+def test_onebit_adam_trains_inside_the_deepspeed_engine_on_a_gpu(tmp_path):
+    pytest.importorskip("cupy")
+    data, work = f"{tmp_path}/data/", tmp_path / "work"
+    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(_free_port())}
+    options = ["strategy.zero_optimization.stage=0", "optim_wrapper.optimizer.type=OnebitAdam",
+               "optim_wrapper.optimizer.freeze_step=2", "train_cfg.max_epochs=1"]
+    result = subprocess.run(["bash", "tools/dist_train.sh", ZERO2, "1", "--work-dir", str(work), "--cfg-options",
+                             *data_options(data), *options, "optim_wrapper.optimizer.weight_decay=0.0"],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = run_log(work)
+    assert "Epoch(train) [1]" in log and all(math.isfinite(v) for v in losses(log))
