@@ -38,6 +38,7 @@ from mmengine.optim import BaseOptimWrapper, OptimWrapper  # noqa: E402
 from .errors import OptimizerConfigError, OptimizerUnavailableError, suggestion_text  # noqa: E402
 from .hybrid import DEFAULT_FALLBACK_KEYS, HybridOptimizer, matrix_view, route_parameters
 from .implementation import choose_implementation, log_choice_once
+from .low_rank import LowRankConfig, family, parse_low_rank
 from .optimizer_config import OptimizerConfig, parse_optimizer_cfg
 from .param_groups import ParamPlan, plan_param_groups
 from .validation import (
@@ -105,6 +106,7 @@ class OptimWrapperConstructor:
         if "optimizer" not in cfg:
             raise OptimizerConfigError("has no 'optimizer'; add e.g. optimizer=dict(type='AdamW', lr=1e-4)", WRAPPER_KEY)
         self.optimizer = parse_optimizer_cfg(cfg.pop("optimizer"), f"{WRAPPER_KEY}.optimizer")
+        self.low_rank = _parse_low_rank(cfg.pop("low_rank", None), self.optimizer)
         cfg.setdefault("type", "OptimWrapper")
         self.wrapper_cls = _resolve_wrapper(cfg["type"])
         self.wrapper_cfg = cfg
@@ -149,6 +151,11 @@ class OptimWrapperConstructor:
         param_plan = plan_param_groups(model, self.paramwise_cfg, bases, route_of)
         if not param_plan.settings:
             raise OptimizerConfigError("the model has no trainable parameters to optimize", f"{WRAPPER_KEY}.optimizer")
+        if self.low_rank is not None:  # GaLore / APOLLO: the targets' 2-D weights get the projection keys
+            targets = self.low_rank.targets(model)
+            for setting in param_plan.settings:
+                if setting.name in targets:
+                    setting.overrides = {**setting.overrides, **self.low_rank.group_keys}
         plan = BuildPlan(param_plan, routes, reasons)
         sparse = _has_sparse_grads(model)
         for route, cfg in routes.items():
@@ -200,6 +207,25 @@ class OptimWrapperConstructor:
         device = groups[0]["params"][0].device.type
         log_choice_once(cfg.name, implementation, device)
         return optimizer
+
+
+def _parse_low_rank(cfg: Any, optimizer: OptimizerConfig) -> LowRankConfig | None:
+    """``optim_wrapper.low_rank`` for GaLore / APOLLO (see ``low_rank.py``); warn when such an optimizer has none."""
+    if cfg is None:
+        if family(optimizer.cls) is not None:
+            warnings.warn(
+                f"{WRAPPER_KEY}: {optimizer.name} without low_rank projects nothing and runs as plain AdamW; add "
+                "low_rank=dict(target_modules=[...]) naming the modules whose 2-D weights it should project",
+                OptimizerConfigWarning,
+                stacklevel=3,
+            )
+        return None
+    if optimizer.is_hybrid or optimizer.inner is not None:
+        raise OptimizerConfigError(
+            f"low_rank needs a GaLore or APOLLO optimizer as optim_wrapper.optimizer, not {optimizer.name}",
+            f"{WRAPPER_KEY}.low_rank",
+        )
+    return parse_low_rank(cfg, optimizer.cls, optimizer.name)
 
 
 def _has_sparse_grads(model: nn.Module) -> bool:
