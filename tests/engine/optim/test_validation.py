@@ -142,7 +142,7 @@ def test_missing_required_argument():
         (dict(type="AdamW", amsgrad="yes"), "amsgrad", r"amsgrad must be True or False"),
         (dict(type="SGD", lr=0.1, momentum="0.9"), "momentum", r"momentum must be a number"),
         (dict(type="SGD", lr=0.1, nesterov=1), "nesterov", r"nesterov must be True or False"),
-        (dict(type="AdamW8bit", lr=1e-3, min_8bit_size="big"), "min_8bit_size", r"min_8bit_size must be a number"),
+        (dict(type="AdamW8bit", lr=1e-3, min_8bit_size="big"), "min_8bit_size", r"min_8bit_size must be an integer >= 1"),
         # Found by the fuzzer: a default holding None (Adafactor eps=(None, 1e-3)) was not checked; torch then
         # raised IndexError for [] and KeyError for a dict.
         (dict(type="TorchAdafactor", lr=1e-2, eps=[]), "eps",

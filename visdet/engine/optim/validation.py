@@ -355,6 +355,11 @@ _RANGE_RULES: dict[str, dict[str, Any]] = {
 }
 
 
+#: Counts that must be positive integers wherever they appear: bitsandbytes' ``min_8bit_size``
+#: (tensors with fewer values keep 32-bit state); a float or 0 would silently change every tensor's state.
+_INT_AT_LEAST_ONE = frozenset({"min_8bit_size"})
+
+
 def check_values(kwargs: Mapping[str, Any], keywords: Keywords, owner: str, key: str) -> None:
     """Refuse values of the wrong type or out of range, before the class sees them.
 
@@ -367,6 +372,9 @@ def check_values(kwargs: Mapping[str, Any], keywords: Keywords, owner: str, key:
         default = keywords.defaults.get(name, inspect.Parameter.empty)
         if name == "betas":
             _check_betas(value, default, path)
+            continue
+        if name in _INT_AT_LEAST_ONE:
+            check_int_at_least(value, name, path, 1)
             continue
         if name in _RANGE_RULES and (is_number(default) or default is inspect.Parameter.empty or name == "lr"):
             if not (name == "eps" and value is None):
