@@ -21,6 +21,16 @@ EXTRAS = {
     # 0.19.7 removed OnebitAdam, OnebitLamb and ZeroOneAdam.
     "deepspeed": ["deepspeed>=0.16,<0.19.7"],
     "dadaptation": ["dadaptation>=3.2"],
+    # Issue 6's families, one extra per package; the ranges are those tested with torch 2.14.1
+    # (none of them pins torch or numpy). Names and their collisions: docs/optimizers.md.
+    "transformers": ["transformers>=4.40,<6"],  # only its Adafactor is used
+    "lion": ["lion-pytorch>=0.2,<0.3"],
+    "prodigy": ["prodigyopt>=1.1,<2"],
+    "schedulefree": ["schedulefree>=1.4,<2"],  # optimizer.train()/eval(), see ScheduleFreeHook
+    "optimi": ["torch-optimi>=0.3.3,<0.4"],
+    "galore": ["galore-torch>=1.0,<2"],
+    "apollo": ["apollo-torch>=1.0.3,<2"],
+    "pytorch-optimizer": ["pytorch-optimizer>=4.1,<5"],  # the catalogue in sources/pytorch_optimizer.py is 4.1's
     "tests": ["pytest>=7", "hypothesis>=6"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
