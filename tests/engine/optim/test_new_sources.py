@@ -166,3 +166,21 @@ def test_missing_packages_keep_visdet_quiet_list_their_names_and_rename_nothing(
     assert absent_names["pytorch_optimizer_Adan"] == "pytorch_optimizer.optimizer.Adan"
     assert absent_names["Adan"] == "optimi.Adan"
     assert "MODULES []" in absent.stdout
+
+
+def test_docs_list_every_renamed_name():
+    """docs/optimizers.md's table of renamed names is the catalogue's, row for row."""
+    from testutils import REPO
+
+    text = (REPO / "docs" / "optimizers.md").read_text()
+    table = text.split("<!-- renamed:start -->")[1].split("<!-- renamed:end -->")[0]
+    documented = {}
+    for line in table.strip().splitlines()[2:]:
+        name, path, holder = (cell.strip().strip("`") for cell in line.strip("|").split("|"))
+        documented[name] = (path, holder)
+    catalog = get_catalog()
+    expected = {
+        name: (e.spec.import_path, catalog.entries[e.spec.class_name].spec.source)
+        for name, e in catalog.entries.items() if name != e.spec.class_name
+    }
+    assert documented == expected
