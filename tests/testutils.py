@@ -6,6 +6,8 @@ A plain module, not conftest: tests/datasets has its own conftest.py, and
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -38,3 +40,45 @@ class SmallNet(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.bn(self.conv(x))), 4)
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a torchrun master)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def data_options(data: str) -> list[str]:
+    """--cfg-options values that point the small config at its own copy of the embedded data."""
+    data = data.rstrip("/") + "/"
+    return [f"embedded_data.root={data}", f"train_dataloader.dataset.data_root={data}",
+            f"val_dataloader.dataset.data_root={data}", f"test_dataloader.dataset.data_root={data}",
+            f"val_evaluator.ann_file={data}annotations/instances_val.json",
+            f"test_evaluator.ann_file={data}annotations/instances_val.json"]
+
+
+def dist_train(config: str, work_dir: Path, data: str, *flags: str, options: tuple[str, ...] = (),
+               nproc: int = 2, hide_cuda: bool = True) -> subprocess.CompletedProcess:
+    """tools/dist_train.sh (CUDA hidden by default: the CPU path on any machine); asserts a zero exit."""
+    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+    if hide_cuda:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    result = subprocess.run(["bash", "tools/dist_train.sh", config, str(nproc), "--work-dir", str(work_dir), *flags,
+                             "--cfg-options", *data_options(data), *options],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def run_log(work_dir: Path, index: int = -1) -> str:
+    """The text log of one run in ``work_dir`` (the last by default); asserts there is one log: rank 0's."""
+    runs = sorted(p for p in work_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
+    logs = list(runs[index].glob("*.log"))
+    assert len(logs) == 1, logs
+    return logs[0].read_text()
+
+
+def train_losses(log: str) -> list[float]:
+    """The total loss of every logged epoch-loop training iteration."""
+    return [float(v) for v in re.findall(r"Epoch\(train\).*? loss: (\S+)", log)]

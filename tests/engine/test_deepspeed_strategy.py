@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from testutils import data_options, dist_train, free_port, run_log
+from testutils import train_losses as losses
 from visdet.engine.strategies import StrategyConfigError, check_strategy_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,43 +26,6 @@ ZERO2 = "configs/faster_rcnn_r18_small_deepspeed_zero2.py"
 ZERO1 = "configs/faster_rcnn_r18_small_deepspeed_zero1.py"
 OFFLOAD = "configs/faster_rcnn_r18_small_deepspeed_zero2_offload.py"
 pytest.importorskip("deepspeed")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def data_options(data: str) -> list[str]:
-    """--cfg-options that point the small config at its own copy of the embedded data."""
-    return [f"embedded_data.root={data}", f"train_dataloader.dataset.data_root={data}",
-            f"val_dataloader.dataset.data_root={data}", f"test_dataloader.dataset.data_root={data}",
-            f"val_evaluator.ann_file={data}annotations/instances_val.json",
-            f"test_evaluator.ann_file={data}annotations/instances_val.json"]
-
-
-def dist_train(config: str, work_dir: Path, data: str, *flags: str, options: tuple[str, ...] = (),
-               nproc: int = 2) -> subprocess.CompletedProcess:
-    """tools/dist_train.sh with CUDA hidden (the CPU path on any machine); fails the test on a non-zero exit."""
-    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(["bash", "tools/dist_train.sh", config, str(nproc), "--work-dir", str(work_dir), *flags,
-                             "--cfg-options", *data_options(data), *options],
-                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
-
-
-def run_log(work_dir: Path, index: int = -1) -> str:
-    runs = sorted(p for p in work_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d{8}_\d{6}", p.name))
-    logs = list(runs[index].glob("*.log"))
-    assert len(logs) == 1, logs  # one log per run: rank 0's
-    return logs[0].read_text()
-
-
-def losses(log: str) -> list[float]:
-    return [float(v) for v in re.findall(r"Epoch\(train\).*? loss: (\S+)", log)]
 
 
 def load_safe(path: Path) -> dict:
@@ -189,7 +152,7 @@ def test_train_tool_reports_a_strategy_mistake_in_one_line(tmp_path):
 def test_onebit_adam_trains_inside_the_deepspeed_engine_on_a_gpu(tmp_path):
     pytest.importorskip("cupy")
     data, work = f"{tmp_path}/data/", tmp_path / "work"
-    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(_free_port())}
+    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(free_port())}
     options = ["strategy.zero_optimization.stage=0", "optim_wrapper.optimizer.type=OnebitAdam",
                "optim_wrapper.optimizer.freeze_step=2", "train_cfg.max_epochs=1"]
     result = subprocess.run(["bash", "tools/dist_train.sh", ZERO2, "1", "--work-dir", str(work), "--cfg-options",

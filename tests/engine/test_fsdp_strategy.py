@@ -7,7 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from test_deepspeed_strategy import dist_train, losses, run_log  # noqa: E402  (same folder on sys.path)
+from testutils import dist_train, run_log
+from testutils import train_losses as losses
 from visdet.engine.strategies import StrategyConfigError, check_strategy_config
 
 FSDP_CONFIG = "configs/faster_rcnn_r18_small_fsdp.py"

@@ -11,14 +11,14 @@ permutation). What is left are float summation-order differences.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from testutils import REPO, free_port
+
 ITERS = 4
 
 CONFIG = f"""
@@ -50,12 +50,6 @@ randomness = dict(seed=0)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SGD = 'dict(type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4)'
 ZERO = 'dict(type="ZeroRedundancyOptimizer", optimizer_type="AdamW", lr=1e-3, weight_decay=0.05)'
 
@@ -75,7 +69,7 @@ def _train(tmp_path: Path, processes: int, config: Path | None = None, work_dir:
     work_dir = work_dir or tmp_path / f"work{processes}"
     data = f"{tmp_path}/data/"
     options = [*flags, "--cfg-options", f"embedded_data.root={data}", f"train_dataloader.dataset.data_root={data}"]
-    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(_free_port()), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     if processes == 1:
         command = [sys.executable, "tools/train.py", str(config)]
     else:
