@@ -161,3 +161,30 @@ def test_without_the_hook_schedule_free_training_fails_and_the_hook_is_a_no_op_f
     hook.before_val(runner)
     hook.after_train(runner)
     assert schedule_free_optimizers(runner) == [] and _close(_weights(runner.model), before)
+
+
+def test_finds_a_schedule_free_optimizer_inside_the_muon_hybrid_and_a_wrapper_dict():
+    from types import SimpleNamespace
+
+    from mmengine.optim import OptimWrapperDict
+
+    from visdet.engine.optim.constructor import OptimWrapperConstructor
+
+    model = Regressor()
+    wrapper = OptimWrapperConstructor(dict(optimizer=dict(
+        type="Muon", lr=0.02, fallback=dict(type="AdamWScheduleFree", lr=0.01))))(model)
+    for holder in (wrapper, OptimWrapperDict(main=wrapper)):
+        runner = SimpleNamespace(optim_wrapper=holder, _train_loop=None)
+        (found,) = schedule_free_optimizers(runner)
+        assert found is wrapper.optimizer.optimizers["fallback"]
+    runner = SimpleNamespace(optim_wrapper=wrapper, _train_loop=None)
+    hook = ScheduleFreeHook()
+    hook.before_train(runner)
+    assert found.param_groups[0]["train_mode"]
+    for _ in range(3):  # the hybrid steps: Muon on the matrices, schedule-free AdamW on the biases
+        wrapper.update_params(model(torch.randn(4, 6), torch.randn(4, 2), mode="loss")["loss"])
+    bias_at_train_point = model.fc1.bias.detach().clone()
+    hook.before_val(runner)
+    assert not found.param_groups[0]["train_mode"]
+    assert not torch.equal(model.fc1.bias, bias_at_train_point)  # the bias moved to the averaged point
+    assert schedule_free_optimizers(SimpleNamespace(optim_wrapper=dict(optimizer=dict(type="AdamW")))) == []

@@ -38,9 +38,14 @@ def is_schedule_free(optimizer: Any) -> bool:
 
 
 def _optimizers(obj: Any) -> Iterator[torch.optim.Optimizer]:
-    """Every optimizer inside an optim wrapper, a wrapper dict or visdet's HybridOptimizer."""
-    if isinstance(obj, dict) or hasattr(obj, "optim_wrappers"):  # mmengine's OptimWrapperDict
-        for wrapper in (obj.values() if isinstance(obj, dict) else obj.optim_wrappers.values()):
+    """Every optimizer inside an optim wrapper, a wrapper dict or visdet's HybridOptimizer.
+
+    A config dict (the Runner's ``optim_wrapper`` before it is built) holds none.
+    """
+    if isinstance(obj, dict):
+        return
+    if isinstance(getattr(obj, "optim_wrappers", None), dict):  # mmengine's OptimWrapperDict
+        for wrapper in obj.optim_wrappers.values():
             yield from _optimizers(wrapper)
         return
     optimizer = getattr(obj, "optimizer", None)  # an optim wrapper
