@@ -69,7 +69,7 @@ class LowRankConfig:
         for target in self.target_modules:
             if target not in modules:
                 raise OptimizerConfigError(
-                    f"target_modules: no module is called '{target}'"
+                    f"no module is called '{target}'"
                     f"{suggestion_text(target, [n for n in modules if n])} "
                     "Names are those of model.named_modules() (tools/print_param_groups.py lists parameters).",
                     f"{KEY}.target_modules",
@@ -81,7 +81,7 @@ class LowRankConfig:
             }
             if not weights:
                 raise OptimizerConfigError(
-                    f"target_modules: '{target}' has no trainable 2-D weight to project "
+                    f"'{target}' has no trainable 2-D weight to project "
                     "(GaLore/APOLLO project matrices: name Linear layers or modules that contain them)",
                     f"{KEY}.target_modules",
                 )
