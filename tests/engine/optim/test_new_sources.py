@@ -184,3 +184,28 @@ def test_docs_list_every_renamed_name():
         for name, e in catalog.entries.items() if name != e.spec.class_name
     }
     assert documented == expected
+
+
+# Optimizer-state size: the catalogue's figure against what two real steps allocate.
+STATE_CASES = {
+    "lion_pytorch_Lion": {}, "Prodigy": {"lr": 1.0}, "AdamWScheduleFree": {}, "AdamWScheduleFreeReference": {},
+    "SGDScheduleFree": {}, "SGDScheduleFreeReference": {}, "RAdamScheduleFree": {}, "optimi_AdamW": {},
+    "Adan": {}, "optimi_SGD": {"momentum": 0.9}, "Ranger": {}, "StableAdamW": {"triton": False}, "ADOPT": {},
+    "MARS": {}, "Lamb": {}, "pytorch_optimizer_AdEMAMix": {}, "pytorch_optimizer_LARS": {"momentum": 0.9},
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATE_CASES))
+def test_catalogued_state_bytes_match_real_steps(name):
+    model = torch.nn.Linear(512, 512, bias=False)
+    optimizer = OPTIMIZERS.build(dict(type=name, params=model.parameters(), **{"lr": 1e-3, **STATE_CASES[name]}))
+    if hasattr(optimizer, "train"):
+        optimizer.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(torch.randn(4, 512)).square().mean().backward()
+        optimizer.step()
+    tensors = [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+    measured = sum(t.numel() * t.element_size() for t in tensors if t.numel() > 1) / model.weight.numel()
+    (info,) = [i for i in list_optimizers(name) if i.name == name]  # the pattern ignores case: Lamb, LAMB
+    assert info.state_bytes_per_param == pytest.approx(measured, rel=0.02), (name, measured)

@@ -24,11 +24,11 @@ _KAHAN = "+ a Kahan buffer for bf16/fp16 parameters"
 CATALOGUE: dict[str, Meta] = {
     "Adam": Meta("Adam with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
     "AdamW": Meta("AdamW with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
-    "Adan": Meta("Adan: adaptive Nesterov momentum (Xie et al., 2022)", 12, _KAHAN),
+    "Adan": Meta("Adan: adaptive Nesterov momentum (Xie et al., 2022)", 16, _KAHAN),
     "Lion": Meta("Lion with optional Kahan summation", 4, _KAHAN),
     "RAdam": Meta("Rectified Adam with optional Kahan summation", 8, _KAHAN),
     "Ranger": Meta("Ranger: RAdam + Lookahead", 12, _KAHAN),
-    "SGD": Meta("SGD with optional Kahan summation and decoupled weight decay", 4, "with momentum; " + _KAHAN),
+    "SGD": Meta("SGD with optional Kahan summation and decoupled weight decay", 4, "with momentum, 0 without; " + _KAHAN),
     "StableAdamW": Meta(
         "StableAdamW: AdamW with AdaFactor-style per-tensor update clipping (Wortsman et al., 2023)",
         8, _KAHAN, notes=_TRITON_CPU),

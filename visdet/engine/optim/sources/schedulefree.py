@@ -23,12 +23,12 @@ CATALOGUE: dict[str, Meta] = {
     "AdamWScheduleFreeClosure": Meta(
         "Schedule-free AdamW, closure form", 8, needs=(Need.CLOSURE,), notes=_CLOSURE),
     "AdamWScheduleFreeReference": Meta(
-        "Schedule-free AdamW, reference implementation (keeps x and z)", 12, notes=_MODES),
+        "Schedule-free AdamW, reference implementation (keeps x, y and z)", 16, notes=_MODES),
     "AdamWScheduleFreePaper": Meta("Schedule-free AdamW exactly as in the paper", 8, notes=_MODES),
     "SGDScheduleFree": Meta("Schedule-free SGD: iterate averaging instead of an lr schedule", 4, notes=_MODES),
     "SGDScheduleFreeClosure": Meta("Schedule-free SGD, closure form", 4, needs=(Need.CLOSURE,), notes=_CLOSURE),
     "SGDScheduleFreeReference": Meta(
-        "Schedule-free SGD, reference implementation (keeps x and z)", 8, notes=_MODES),
+        "Schedule-free SGD, reference implementation (keeps x, y and z)", 12, notes=_MODES),
     "RAdamScheduleFree": Meta("Schedule-free RAdam: no warmup and no lr schedule", 8,
                               notes=_MODES + "; makes no update for its first steps (rectification)"),
     "RAdamScheduleFreeClosure": Meta(
