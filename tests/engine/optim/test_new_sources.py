@@ -165,7 +165,7 @@ def test_missing_packages_keep_visdet_quiet_list_their_names_and_rename_nothing(
     assert absent_names == {n: p for n, p in present_names.items() if n in absent_names}
     assert absent_names["pytorch_optimizer_Adan"] == "pytorch_optimizer.optimizer.Adan"
     assert absent_names["Adan"] == "optimi.Adan"
-    assert "MODULES []" in absent.stdout
+    assert "MODULES []" in present.stdout  # import visdet and the listing import none of the installed backends
 
 
 def test_docs_list_every_renamed_name():
