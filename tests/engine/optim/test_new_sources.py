@@ -142,7 +142,9 @@ def test_missing_packages_keep_visdet_quiet_list_their_names_and_rename_nothing(
             if not info.runs_here and "not installed" in info.why_not:
                 print("MISSING", info.name, "|", info.why_not)
         print("NAMES", sorted(names.items()))
-        print("MODULES", sorted(m for m in {missing} if sys.modules.get(m) is not None))
+        backends = ["optimi", "pytorch_optimizer", "lion_pytorch", "schedulefree", "transformers", "galore_torch",
+                    "apollo_torch", "prodigyopt"]
+        print("MODULES", sorted(m for m in backends if sys.modules.get(m) is not None))
     """
     missing = ["optimi", "pytorch_optimizer", "lion_pytorch", "schedulefree", "transformers", "galore_torch"]
     absent = run_python(code.format(missing=missing))
