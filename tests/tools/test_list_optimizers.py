@@ -19,7 +19,9 @@ def test_json_with_pattern():
     rows = json.loads(result.stdout)
     names = {r["name"] for r in rows}
     assert {"AdamW", "AdamW8bit", "bnb_AdamW", "PagedAdamW"} <= names
-    assert all("adamw" in n.lower() for n in names)
+    # a row matches by its name or by one of its aliases (timm's 'radamw' is RAdam with decoupled decay)
+    assert all("adamw" in " ".join([r["name"], *r["aliases"]]).lower() for r in rows)
+    assert {"radamw", "fusedadamw"} <= {a for r in rows for a in r["aliases"]}
     assert {"name", "source", "version", "runs_here", "why_not", "state_bytes_per_param", "description"} <= set(rows[0])
 
 
@@ -36,4 +38,4 @@ def test_table_available_only():
 def test_no_match_exits_nonzero_with_a_message():
     result = _run("zzz*")
     assert result.returncode == 1
-    assert "no optimizer name matches 'zzz*'" in result.stderr
+    assert "no optimizer name or alias matches 'zzz*'" in result.stderr

@@ -299,3 +299,14 @@ def test_registry_info_gives_the_listing_record():
     assert info.source == "bitsandbytes" and info.import_path == "bitsandbytes.optim.AdamW8bit"
     with pytest.raises(OptimizerConfigError, match="did you mean 'AdamW8bit'"):
         OPTIMIZERS.info("AdamW8bits")
+
+
+def test_building_adafactor_prints_nothing(capfd):
+    """mmengine's optimizer builder prints a TorchAdafactor remark for type='Adafactor'; visdet's does not."""
+    from visdet.registry import OPTIMIZERS
+
+    if OPTIMIZERS.info("Adafactor").why_not:
+        pytest.skip(OPTIMIZERS.info("Adafactor").why_not)
+    layer = torch.nn.Linear(4, 4)
+    OPTIMIZERS.build(dict(type="Adafactor", params=layer.parameters(), lr=1e-3, relative_step=False))
+    assert "TorchAdafactor" not in capfd.readouterr().out

@@ -19,7 +19,8 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-from mmengine.registry import Registry
+from mmengine.registry import Registry, build_from_cfg
+from mmengine.registry.build_functions import build_optimizer_from_cfg
 
 from . import aliases
 from .availability import unmet_needs
@@ -356,7 +357,13 @@ class OptimizerRegistry(Registry):
                 cfg = _rename_params_argument(cfg, self.get(obj_type))
         elif isinstance(obj_type, type) and "params" in cfg:
             cfg = _rename_params_argument(cfg, obj_type)
-        built = super().build(cfg, *args, **kwargs)
+        if self.build_func is build_optimizer_from_cfg:
+            # mmengine's optimizer build function prints "the torch version of Adafactor is
+            # registered as TorchAdafactor" whenever type='Adafactor' (on stdout, before any logger
+            # exists); in visdet the name is transformers' Adafactor, so the line is wrong here.
+            built = build_from_cfg(cfg, self, *args, **kwargs)
+        else:
+            built = super().build(cfg, *args, **kwargs)
         _log_notes_once(obj_type)
         return built
 
