@@ -69,6 +69,38 @@ def test_mmengine_builder_reports_config_errors_in_visdet_words(small_net):
         with_visdet_scope(lambda: build_optim_wrapper(small_net, cfg))
 
 
+_ASSERTING_PACKAGE = """import torch
+
+
+class AssertsItsLr(torch.optim.SGD):
+    def __init__(self, params, lr=1e-3):
+        assert lr > 0.
+        super().__init__(params, lr=lr)
+"""
+
+
+def test_an_optimizer_that_asserts_on_its_arguments_gives_a_config_error(small_net, tmp_path):
+    """Some packages check arguments with a bare assert (lion-pytorch: ``assert lr > 0.``): no message at all."""
+    import importlib.util
+
+    from visdet.registry import OPTIMIZERS
+
+    path = tmp_path / "asserting_package.py"  # a real module outside pytest's assertion rewriting
+    path.write_text(_ASSERTING_PACKAGE)
+    spec = importlib.util.spec_from_file_location("asserting_package", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    OPTIMIZERS.register_module(name="_AssertsItsLr", module=module.AssertsItsLr, force=True)
+    try:
+        cfg = dict(optimizer=dict(type="_AssertsItsLr", lr=0.0))
+        with pytest.raises(OptimizerConfigError, match=r"optim_wrapper.optimizer: _AssertsItsLr refused its "
+                                                       r"arguments: AssertionError at asserting_package.py:6: "
+                                                       r"`assert lr > 0.`"):
+            with_visdet_scope(lambda: build_optim_wrapper(small_net, cfg))
+    finally:
+        OPTIMIZERS._module_dict.pop("_AssertsItsLr", None)
+
+
 def test_wrapper_keys_reach_the_wrapper(small_net):
     wrapper = OptimWrapperConstructor(
         dict(optimizer=dict(type="SGD", lr=0.1), clip_grad=dict(max_norm=1.0), accumulative_counts=2)

@@ -19,9 +19,11 @@ optimizer -> wrapper.
 """
 from __future__ import annotations
 
+import traceback
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -202,11 +204,24 @@ class OptimWrapperConstructor:
             optimizer = OPTIMIZERS.build(build_cfg)
         except OptimizerConfigError:
             raise
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise OptimizerConfigError(f"{cfg.name} refused its arguments: {exc}", cfg.key) from exc
+        except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+            # AssertionError: some packages check arguments with a bare assert (lion-pytorch: lr > 0).
+            raise OptimizerConfigError(f"{cfg.name} refused its arguments: {_refusal_text(exc)}", cfg.key) from exc
         device = groups[0]["params"][0].device.type
         log_choice_once(cfg.name, implementation, device)
         return optimizer
+
+
+def _refusal_text(exc: BaseException) -> str:
+    """The optimizer's own words, or for a bare ``assert`` the line that failed (its message is empty)."""
+    text = str(exc)
+    if text:
+        return text
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        frame = frames[-1]
+        return f"{type(exc).__name__} at {Path(frame.filename).name}:{frame.lineno}: `{frame.line}`"
+    return type(exc).__name__
 
 
 def _parse_low_rank(cfg: Any, optimizer: OptimizerConfig) -> LowRankConfig | None:
