@@ -82,3 +82,22 @@ def run_log(work_dir: Path, index: int = -1) -> str:
 def train_losses(log: str) -> list[float]:
     """The total loss of every logged epoch-loop training iteration."""
     return [float(v) for v in re.findall(r"Epoch\(train\).*? loss: (\S+)", log)]
+
+
+def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int = 3) -> list[float]:
+    """``steps`` plain backward/step iterations of a fixed batch through a SmallNet-shaped model; the losses.
+
+    A schedule-free optimizer is put in train mode first, as ScheduleFreeHook does in the Runner.
+    """
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    if callable(getattr(optimizer, "train", None)):
+        optimizer.train()
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from testutils import train_steps
 from visdet.engine.optim import OptimizerUnavailableError, list_optimizers
 from visdet.registry import OPTIMIZERS
 
@@ -20,19 +21,6 @@ EXTRA_KWARGS = {"LARS": {"momentum": 0.9}, "LARS8bit": {"momentum": 0.9}, "LARS3
 LR = {"dadaptation": 1.0}
 
 
-def _train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int = 3) -> list[float]:
-    torch.manual_seed(1)
-    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
-    losses = []
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("info", RUNNABLE, ids=lambda i: i.name)
 def test_runnable_backend_optimizer_takes_a_real_step(info, small_net):
@@ -42,7 +30,7 @@ def test_runnable_backend_optimizer_takes_a_real_step(info, small_net):
              **EXTRA_KWARGS.get(info.name, {}))
     )
     assert type(optimizer).__module__.split(".")[0] == info.source
-    losses = _train(small_net, optimizer)
+    losses = train_steps(small_net, optimizer)
     assert all(math.isfinite(v) for v in losses)
     # Layer-wise trust ratios (LAMB, LARS) scale by the weight norm, so a
     # zero-initialised tensor (a BN bias) may legitimately stay put.

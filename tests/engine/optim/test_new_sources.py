@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from testutils import run_python
+from testutils import run_python, train_steps
 from visdet.engine.optim import OptimizerUnavailableError, list_optimizers
 from visdet.engine.optim.registration import get_catalog
 from visdet.registry import OPTIMIZERS
@@ -32,21 +32,6 @@ PARTIAL = {"AdaShift", "pytorch_optimizer_RAdam", "ScheduleFreeRAdam", "RAdamSch
            "pytorch_optimizer_Prodigy"}
 
 
-def _train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> list[float]:
-    torch.manual_seed(1)
-    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
-    if hasattr(optimizer, "train"):  # schedule-free: what ScheduleFreeHook does in the Runner
-        optimizer.train()
-    losses = []
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
 @pytest.mark.parametrize("info", RUNNABLE, ids=lambda i: i.name)
 def test_runnable_new_optimizer_takes_a_real_step_on_cpu(info, small_net):
     before = [p.detach().clone() for p in small_net.parameters()]
@@ -54,7 +39,7 @@ def test_runnable_new_optimizer_takes_a_real_step_on_cpu(info, small_net):
     optimizer = OPTIMIZERS.build(dict(type=info.name, params=small_net.parameters(), lr=lr,
                                       **EXTRA_KWARGS.get(info.name, {})))
     assert f"{type(optimizer).__module__}.{type(optimizer).__name__}".startswith(info.import_path.split(".")[0])
-    losses = _train(small_net, optimizer, steps=12 if info.name in PARTIAL else 3)
+    losses = train_steps(small_net, optimizer, steps=12 if info.name in PARTIAL else 3)
     assert all(math.isfinite(v) for v in losses), losses
     moved = [not torch.equal(b, p) for b, p in zip(before, small_net.parameters()) if b.norm() > 0]
     if info.name in PARTIAL:

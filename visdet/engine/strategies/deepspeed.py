@@ -30,7 +30,6 @@ Every other optimizer is built by visdet's constructor from visdet's
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,6 +43,7 @@ from visdet.registry import STRATEGIES
 
 from . import ds_checkpoint
 from .checks import DEEPSPEED, ENGINE_OPTIMIZERS, StrategyConfigError
+from .process_group import set_single_process_env
 
 
 def ensure_process_group(backend: str) -> None:
@@ -52,12 +52,7 @@ def ensure_process_group(backend: str) -> None:
 
     if dist.is_initialized():
         return
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
-        os.environ.setdefault(key, value)
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(sock.getsockname()[1])
+    set_single_process_env()
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
 
 

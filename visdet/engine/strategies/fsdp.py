@@ -46,23 +46,16 @@ from torch import nn
 from visdet.registry import STRATEGIES
 
 from .checks import FSDP
+from .process_group import set_single_process_env
 
 FSDP_WRAPPER = "MMFullyShardedDataParallel"
 
 
 def _ensure_process_group() -> None:
     """A one-process gloo/nccl group when nothing launched several (FSDP always needs a group)."""
-    import os
-    import socket
-
     if dist.is_initialized():
         return
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
-        os.environ.setdefault(key, value)
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(sock.getsockname()[1])
+    set_single_process_env()
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
