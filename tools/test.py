@@ -6,23 +6,22 @@ or COCO val split) and prints the metrics. Flags are MMDetection's.
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner, load_config,  # noqa: E402
-                                  parse_tool_args, prepare_embedded_data, run_reporting_errors, set_launcher,
+from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner,  # noqa: E402
+                                  check_checkpoint_path, load_config, parse_tool_args, prepare_embedded_data,
+                                  prepare_strategy, run_reporting_errors, set_launcher, set_strategy_aside,
                                   set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
-from visdet.errors import ConfigError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate a visdet checkpoint")
     parser.add_argument("config", help="config file the checkpoint was trained with")
-    parser.add_argument("checkpoint", help="checkpoint file (.pth)")
+    parser.add_argument("checkpoint", help="checkpoint file (.pth), or the epoch_N.pth/ folder a DeepSpeed run wrote")
     parser.add_argument("--work-dir", help="where the evaluation log goes (default: ./work_dirs/<config name>)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. test_dataloader.batch_size=2")
@@ -34,14 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def test() -> None:
-        if not osp.isfile(args.checkpoint):
-            raise ConfigError(f"checkpoint '{args.checkpoint}' does not exist", "CHECKPOINT")
         cfg = load_config(args.config, args.cfg_options)
+        check_checkpoint_path(cfg, args.checkpoint, "CHECKPOINT", resuming=False)
         set_work_dir(cfg, args.work_dir, args.config)
         set_launcher(cfg, args.launcher)
         cfg.load_from = args.checkpoint
         cfg.resume = False
+        prepare_strategy(cfg)  # the config is checked as for training: a DeepSpeed one needs its wrapper registered
         check_config(cfg)
+        set_strategy_aside(cfg)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
         for name, value in (runner.test() or {}).items():

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from testutils import dist_train, run_log
+from testutils import REPO, data_options, dist_train, run_log
 from testutils import train_losses as losses
 from visdet.engine.strategies import StrategyConfigError, check_strategy_config
 
@@ -41,6 +44,16 @@ def test_fsdp_two_processes_train_and_resume_keep_param_groups(tmp_path):
     second = torch.load(work / "epoch_2.pth", map_location="cpu", weights_only=True)
     assert {int(s["step"]) for s in second["optimizer"]["state"].values()} == {8}  # optimizer state restored
     assert [s["_global_step"] for s in second["param_schedulers"]] == [8, 8]
+
+    # tools/test.py evaluates the full checkpoint on one process, the strategy set aside, every weight loaded.
+    evaluated = subprocess.run([sys.executable, "tools/test.py", FSDP_CONFIG, str(work / "epoch_2.pth"),
+                                "--work-dir", str(tmp_path / "eval"), "--cfg-options", *data_options(data)],
+                               capture_output=True, text=True, cwd=REPO, timeout=600,
+                               env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    output = evaluated.stdout + evaluated.stderr
+    assert evaluated.returncode == 0, output[-3000:]
+    assert "coco/bbox_mAP:" in evaluated.stdout and "FSDPStrategy is for training" in output
+    assert "missing keys" not in output and "unexpected key" not in output
 
 
 def _cfg(**changes) -> Config:

@@ -146,6 +146,11 @@ def _unsafe_globals(path: str, message: str) -> str:
 
 
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's local loader: a checkpoint file, or the weights of a DeepSpeed checkpoint folder."""
+    if os.path.isdir(os.path.expanduser(filename)):
+        from visdet.engine.strategies.ds_weights import load_deepspeed_weights
+
+        return load_deepspeed_weights(filename, map_location)
     return load_checkpoint_file(filename, map_location)
 
 

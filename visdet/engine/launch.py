@@ -111,9 +111,37 @@ def set_resume(cfg: Config, resume: str | None) -> None:
     if resume == "auto":
         cfg.load_from = None
     else:
-        if not osp.isfile(resume):
-            raise ConfigError(f"checkpoint '{resume}' does not exist", "--resume")
+        check_checkpoint_path(cfg, resume, "--resume", resuming=True)
         cfg.load_from = resume
+
+
+def check_checkpoint_path(cfg: Config, path: str, key: str, resuming: bool) -> None:
+    """Refuse a checkpoint path that does not exist or that this config cannot read, before anything is built.
+
+    A file is any run's checkpoint; a folder is DeepSpeed's (``epoch_N.pth/``).
+    Resuming needs the matching kind, because DeepSpeed keeps the optimizer state
+    in its own per-process files; loading weights (``tools/test.py``,
+    ``load_from``) takes either.
+    """
+    from visdet.engine.strategies.checks import DEEPSPEED, strategy_type
+    from visdet.engine.strategies.ds_weights import MODEL_STATES, is_deepspeed_folder, is_zero3_folder, zero3_message
+
+    if osp.isdir(path):
+        if not is_deepspeed_folder(path):
+            raise ConfigError(f"checkpoint '{path}' is a folder without {MODEL_STATES}, so not a DeepSpeed "
+                              "checkpoint; pass a .pth file", key)
+        if not resuming and is_zero3_folder(path):
+            raise ConfigError(zero3_message(path), key)
+        if resuming and strategy_type(cfg) != DEEPSPEED:
+            raise ConfigError(f"checkpoint '{path}' is a DeepSpeed checkpoint folder: only a config with "
+                              f"strategy=dict(type='{DEEPSPEED}', ...) resumes from it (its optimizer state is "
+                              f"DeepSpeed's). To start a new run from its weights, drop --resume and set "
+                              f"load_from='{path}'", key)
+    elif not osp.isfile(path):
+        raise ConfigError(f"checkpoint '{path}' does not exist", key)
+    elif resuming and strategy_type(cfg) == DEEPSPEED:
+        raise ConfigError(f"checkpoint '{path}' is a single file, but {DEEPSPEED} resumes from the folder "
+                          "DeepSpeed wrote (work_dir/epoch_N.pth/, which holds the optimizer state)", key)
 
 
 def set_launcher(cfg: Config, launcher: str) -> None:
@@ -215,6 +243,26 @@ def build_runner(cfg: Config, allow_unsafe_checkpoint: bool = False):
             DefaultScope.get_instance(f"visdet-build-{time.time_ns()}", scope_name=scope)
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def set_strategy_aside(cfg: Config) -> None:
+    """Evaluate a FlexibleRunner config (DeepSpeed, FSDP) with visdet's plain Runner.
+
+    The strategies shard training state; evaluating a detector needs only its
+    weights, which a DeepSpeed folder or an FSDP full checkpoint gives as an
+    ordinary state dict. So ``tools/test.py`` runs on one process (or DDP with
+    ``--launcher pytorch``) on any machine, without starting a DeepSpeed engine.
+    """
+    from visdet.engine.strategies import uses_flexible_runner
+    from visdet.engine.strategies.checks import strategy_type
+
+    if cfg.get("strategy") is None and not uses_flexible_runner(cfg):
+        return
+    name = strategy_type(cfg) or "strategy"
+    cfg.pop("runner_type", None)
+    cfg.pop("strategy", None)
+    print_log(f"Evaluating with visdet's Runner: the config's {name} is for training and is not used here",
+              logger="current", level=logging.INFO)
 
 
 def prepare_strategy(cfg: Config) -> None:
