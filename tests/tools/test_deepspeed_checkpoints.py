@@ -9,6 +9,7 @@ folder, show the folder's weights are the ones evaluated.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -121,3 +122,12 @@ def test_zero3_folder_is_refused_with_the_merge_command_that_works(tmp_path):
                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=300)
     assert merge.returncode == 0, merge.stderr[-3000:]
     assert detections(ZERO2, Path(command.group(2)), data, tmp_path / "merged")
+
+
+def test_a_deepspeed_run_logs_the_gradient_norm(zero2_run):
+    work, _ = zero2_run
+    log = next(work.glob("*/*.log")).read_text()
+    lines = [line for line in log.splitlines() if "Epoch(train)" in line]
+    norms = [float(re.search(r"grad_norm: (\S+)", line).group(1)) for line in lines if "grad_norm:" in line]
+    assert lines and len(norms) == len(lines)  # every logged iteration, as in a plain run
+    assert all(math.isfinite(n) and n > 0 for n in norms)

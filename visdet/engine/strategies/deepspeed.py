@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper, MMDeepSpeedEngineWrapper
+from mmengine._strategy.deepspeed import MMDeepSpeedEngineWrapper
 from mmengine._strategy.deepspeed import DeepSpeedStrategy as MMEngineDeepSpeedStrategy
 from mmengine._strategy.deepspeed import deepspeed
 from torch import nn
@@ -43,6 +43,7 @@ from visdet.registry import STRATEGIES
 
 from . import ds_checkpoint
 from .checks import DEEPSPEED, ENGINE_OPTIMIZERS, StrategyConfigError
+from .ds_optim_wrapper import DeepSpeedOptimWrapper
 from .process_group import set_single_process_env
 
 
