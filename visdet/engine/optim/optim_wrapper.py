@@ -38,7 +38,7 @@ from visdet.engine.optim.validation import check_clip_grad, check_int_at_least
 
 quiet_import("mmengine.optim")  # it imports bitsandbytes, which may print
 
-from mmengine.logging import print_log  # noqa: E402
+from mmengine.logging import MessageHub, print_log  # noqa: E402
 from mmengine.optim import OptimWrapper as MMEngineOptimWrapper  # noqa: E402
 
 from visdet.registry import OPTIM_WRAPPERS  # noqa: E402
@@ -55,8 +55,66 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
 
 
+class NonFiniteSkipCounter:
+    """Counts, logs and limits skipped non-finite steps; shared by visdet's OptimWrapper and DeepSpeed's.
+
+    The host class decides when a step is skipped and calls :meth:`_skip`;
+    the counters travel in its state dict under :data:`COUNTERS_KEY`.
+    """
+
+    #: What the stop message suggests for clipping (DeepSpeed's wrapper points at its own key).
+    clip_advice = f"gradient clipping ({KEY}.clip_grad=dict(max_norm=35, norm_type=2))"
+
+    def _init_counters(self, max_nonfinite_steps: int) -> None:
+        check_int_at_least(max_nonfinite_steps, "max_nonfinite_steps", f"{KEY}.max_nonfinite_steps", 1)
+        self.max_nonfinite_steps = int(max_nonfinite_steps)
+        self.nonfinite_skips = 0
+        self.consecutive_nonfinite = 0
+
+    def _counters_state(self) -> dict:
+        return {"total": self.nonfinite_skips, "consecutive": self.consecutive_nonfinite}
+
+    def _load_counters(self, counters: dict | None) -> None:
+        counters = counters or {}
+        self.nonfinite_skips = int(counters.get("total", 0))
+        self.consecutive_nonfinite = int(counters.get("consecutive", 0))
+        if self.nonfinite_skips:
+            MessageHub.get_current_instance().update_scalar(SKIPS_SCALAR, self.nonfinite_skips)
+
+    def _where(self) -> str:
+        iteration = MessageHub.get_current_instance().get_info("iter")
+        if isinstance(iteration, int):
+            return f"iteration {iteration + 1}"
+        return f"update call {getattr(self, '_inner_count', '?')}"
+
+    def _skip(self, what: str) -> None:
+        """Count and log one skipped step; raise after ``max_nonfinite_steps`` in a row."""
+        self.nonfinite_skips += 1
+        self.consecutive_nonfinite += 1
+        MessageHub.get_current_instance().update_scalar(SKIPS_SCALAR, self.nonfinite_skips)
+        where = self._where()
+        print_log(
+            f"Non-finite {what} at {where}: optimizer step skipped, parameters and optimizer state unchanged "
+            f"({self.consecutive_nonfinite}/{self.max_nonfinite_steps} in a row, {self.nonfinite_skips} in total)",
+            logger="current",
+            level=logging.WARNING,
+        )
+        if self.consecutive_nonfinite >= self.max_nonfinite_steps:
+            raise NonFiniteTrainingError(
+                f"{self.consecutive_nonfinite} optimizer steps in a row had a non-finite loss or gradients "
+                f"(the last: {what}, at {where}); training stopped ({KEY}.max_nonfinite_steps="
+                f"{self.max_nonfinite_steps}). The parameters were last updated before the first of these steps; "
+                "the last checkpoint saved holds them. Things to try: a lower learning rate "
+                f"({KEY}.optimizer.lr) or a longer warmup; {self.clip_advice}; "
+                "float32 or bfloat16 instead of float16; checking the data for NaN/inf values, "
+                "empty or degenerate boxes and wrong labels.",
+                consecutive=self.consecutive_nonfinite,
+                total=self.nonfinite_skips,
+            )
+
+
 @OPTIM_WRAPPERS.register_module(name="OptimWrapper", force=True)  # force: survives re-import
-class OptimWrapper(MMEngineOptimWrapper):
+class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
     """mmengine's ``OptimWrapper`` that skips steps with a non-finite loss or gradients.
 
     Args:
@@ -87,13 +145,10 @@ class OptimWrapper(MMEngineOptimWrapper):
     ) -> None:
         check_int_at_least(accumulative_counts, "accumulative_counts", f"{KEY}.accumulative_counts", 1)
         check_clip_grad(clip_grad, f"{KEY}.clip_grad")
-        check_int_at_least(max_nonfinite_steps, "max_nonfinite_steps", f"{KEY}.max_nonfinite_steps", 1)
+        self._init_counters(max_nonfinite_steps)
         clip_grad = dict(clip_grad) if clip_grad is not None else None  # mmengine pops 'type' from it
         self._clip_type = clip_grad.get("type", "norm") if clip_grad else None
         super().__init__(optimizer, accumulative_counts=accumulative_counts, clip_grad=clip_grad)
-        self.max_nonfinite_steps = int(max_nonfinite_steps)
-        self.nonfinite_skips = 0
-        self.consecutive_nonfinite = 0
         # Device-side flag: every loss of the current accumulation window was finite (None: none seen).
         self._loss_finite: torch.Tensor | None = None
 
@@ -178,18 +233,15 @@ class OptimWrapper(MMEngineOptimWrapper):
     def state_dict(self) -> dict:
         """The optimizer's state dict plus the skip counters (plain ints: ``weights_only``-safe)."""
         state_dict = super().state_dict()
-        state_dict[COUNTERS_KEY] = {"total": self.nonfinite_skips, "consecutive": self.consecutive_nonfinite}
+        state_dict[COUNTERS_KEY] = self._counters_state()
         return state_dict
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the optimizer and the skip counters (absent in checkpoints from before they were saved)."""
         state_dict = dict(state_dict)
-        counters = state_dict.pop(COUNTERS_KEY, None) or {}
+        counters = state_dict.pop(COUNTERS_KEY, None)
         super().load_state_dict(state_dict)
-        self.nonfinite_skips = int(counters.get("total", 0))
-        self.consecutive_nonfinite = int(counters.get("consecutive", 0))
-        if self.nonfinite_skips:
-            self.message_hub.update_scalar(SKIPS_SCALAR, self.nonfinite_skips)
+        self._load_counters(counters)
 
     def _grads(self) -> list[torch.Tensor]:
         grads = []
@@ -229,29 +281,3 @@ class OptimWrapper(MMEngineOptimWrapper):
             for param in group["params"]:
                 return param.device
         return torch.device("cpu")
-
-    def _skip(self, what: str) -> None:
-        """Count and log one skipped step; raise after ``max_nonfinite_steps`` in a row."""
-        self.nonfinite_skips += 1
-        self.consecutive_nonfinite += 1
-        self.message_hub.update_scalar(SKIPS_SCALAR, self.nonfinite_skips)
-        iteration = self.message_hub.get_info("iter")
-        where = f"iteration {iteration + 1}" if isinstance(iteration, int) else f"update call {self._inner_count}"
-        print_log(
-            f"Non-finite {what} at {where}: optimizer step skipped, parameters and optimizer state unchanged "
-            f"({self.consecutive_nonfinite}/{self.max_nonfinite_steps} in a row, {self.nonfinite_skips} in total)",
-            logger="current",
-            level=logging.WARNING,
-        )
-        if self.consecutive_nonfinite >= self.max_nonfinite_steps:
-            raise NonFiniteTrainingError(
-                f"{self.consecutive_nonfinite} optimizer steps in a row had a non-finite loss or gradients "
-                f"(the last: {what}, at {where}); training stopped ({KEY}.max_nonfinite_steps="
-                f"{self.max_nonfinite_steps}). The parameters were last updated before the first of these steps; "
-                "the last checkpoint saved holds them. Things to try: a lower learning rate "
-                f"({KEY}.optimizer.lr) or a longer warmup; gradient clipping ({KEY}.clip_grad=dict(max_norm=35, "
-                "norm_type=2)); float32 or bfloat16 instead of float16; checking the data for NaN/inf values, "
-                "empty or degenerate boxes and wrong labels.",
-                consecutive=self.consecutive_nonfinite,
-                total=self.nonfinite_skips,
-            )

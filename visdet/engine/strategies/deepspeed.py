@@ -14,6 +14,10 @@ What mmengine's ``DeepSpeedStrategy`` gets wrong, and what this subclass does:
   (message hub as plain tensors) and ``RNGStateHook`` (exact resume) are
   skipped and the checkpoint needs arbitrary unpickling. Here the callback gets
   the client state DeepSpeed stores next to the weights.
+* **NaN steps in float32.** DeepSpeed applies them; visdet's
+  ``DeepSpeedOptimWrapper`` (:mod:`.ds_optim_wrapper`) has the engine skip them
+  where it can and stops training after too many; ``_wrap_model`` tells it
+  whether this engine can skip.
 * **Unsafe, non-atomic files.** DeepSpeed reads its files with
   ``weights_only=False`` and writes them in place; see :mod:`.ds_checkpoint`.
 * **The 1-bit optimizers** (OnebitAdam, OnebitLamb, ZeroOneAdam) must be built
@@ -43,7 +47,7 @@ from visdet.registry import STRATEGIES
 
 from . import ds_checkpoint
 from .checks import DEEPSPEED, ENGINE_OPTIMIZERS, StrategyConfigError
-from .ds_optim_wrapper import DeepSpeedOptimWrapper
+from .ds_optim_wrapper import DeepSpeedOptimWrapper, enable_step_skipping
 from .process_group import set_single_process_env
 
 
@@ -132,8 +136,10 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
         self._model_parameters = [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in groups]
         self.config["optimizer"] = dict(type=ENGINE_OPTIMIZERS[name], params=kwargs)
         wrapper = DeepSpeedOptimWrapper.__new__(DeepSpeedOptimWrapper)
+        wrapper._init_counters(optim_wrapper.get("max_nonfinite_steps", 10))
         wrapper._model = None
         wrapper.base_param_settings = None
+        wrapper.engine_skips = None
         wrapper.optimizer = None  # set by _wrap_model from the engine
         return wrapper
 
@@ -145,6 +151,8 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
         else:
             wrapper = super()._wrap_model(model)
         ds_checkpoint.install(wrapper.model)
+        if isinstance(getattr(self, "optim_wrapper", None), DeepSpeedOptimWrapper):
+            self.optim_wrapper.engine_skips = enable_step_skipping(wrapper.model)
         return wrapper
 
     def save_checkpoint(self, filename: str, *, save_optimizer: bool = True, save_param_scheduler: bool = True,
