@@ -31,6 +31,8 @@ EXTRAS = {
     "galore": ["galore-torch>=1.0,<2"],
     "apollo": ["apollo-torch>=1.0.3,<2"],
     "pytorch-optimizer": ["pytorch-optimizer>=4.1,<5"],  # the catalogue in sources/pytorch_optimizer.py is 4.1's
+    # tools/train.py adds mmengine's TensorboardVisBackend when tensorboard is importable.
+    "tensorboard": ["tensorboard>=2.14"],
     "tests": ["pytest>=7", "hypothesis>=6"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

@@ -49,6 +49,20 @@ def test_train_generates_data_trains_evaluates_and_draws(trained):
     torch.load(work_dir / "epoch_2.pth", weights_only=True)  # safe loading, no allowlist
 
 
+def test_train_writes_tensorboard_events_when_installed(trained):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work_dir, _ = trained
+    events = list(work_dir.glob("*/vis_data/events.out.tfevents.*"))
+    assert len(events) == 1, events
+    accumulator = EventAccumulator(str(events[0]))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert {"loss", "lr", "grad_norm", "coco/bbox_mAP"} <= tags, tags
+    assert len(accumulator.Scalars("coco/bbox_mAP")) == 2  # one point per validation
+
+
 def test_test_tool_evaluates_a_checkpoint(trained, tmp_path):
     work_dir, data = trained
     result = _run("tools/test.py", SMALL, str(work_dir / "epoch_2.pth"), "--work-dir", str(tmp_path),
