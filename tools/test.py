@@ -13,8 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner,  # noqa: E402
                                   check_checkpoint_path, load_config, parse_tool_args, prepare_embedded_data,
-                                  prepare_strategy, run_reporting_errors, set_launcher, set_strategy_aside,
-                                  set_work_dir)
+                                  run_reporting_errors, set_launcher, set_strategy_aside, set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
 
 
@@ -39,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         set_launcher(cfg, args.launcher)
         cfg.load_from = args.checkpoint
         cfg.resume = False
-        prepare_strategy(cfg)  # the config is checked as for training: a DeepSpeed one needs its wrapper registered
-        check_config(cfg)
         set_strategy_aside(cfg)
+        check_config(cfg, training=False)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
         for name, value in (runner.test() or {}).items():

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             enable_amp(cfg)
         set_resume(cfg, args.resume)
         add_vis_backends(cfg)
-        prepare_strategy(cfg)  # before check_config: registers the strategies' optim wrappers
+        prepare_strategy(cfg)  # strategy mistakes first (ZeRO stage, offload), then the rest of the config
         check_config(cfg)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)

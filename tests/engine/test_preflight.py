@@ -99,3 +99,14 @@ def test_missing_essentials_are_named():
     cfg = _small()
     cfg.pop("train_dataloader")
     assert "'train_dataloader'" in _error(cfg)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="FusedLamb runs where there is CUDA")
+def test_evaluation_checks_leave_the_optimizer_out():
+    cfg = _small()
+    cfg.optim_wrapper.optimizer = dict(type="FusedLamb", lr=1e-3)  # needs CUDA: refused for training here
+    assert "needs a CUDA device" in _error(cfg)
+    check_config(cfg, training=False)  # tools/test.py never builds the optimizer
+    cfg.pop("test_evaluator")
+    with pytest.raises(ConfigError, match="evaluation needs model, test_dataloader and test_evaluator"):
+        check_config(cfg, training=False)

@@ -268,9 +268,9 @@ def set_strategy_aside(cfg: Config) -> None:
 def prepare_strategy(cfg: Config) -> None:
     """A FlexibleRunner ``strategy``: refuse impossible settings and register visdet's strategies.
 
-    Runs before :func:`visdet.engine.preflight.check_config` in ``tools/train.py``
-    (the optim wrapper check needs mmengine's ``DeepSpeedOptimWrapper``
-    registered); does nothing for a config without ``strategy``/``runner_type``.
+    Runs before :func:`visdet.engine.preflight.check_config` in ``tools/train.py``,
+    so a strategy mistake is the one reported; does nothing for a config without
+    ``strategy``/``runner_type``.
     """
     from visdet.engine.strategies import check_strategy_config, register, uses_flexible_runner
 

@@ -34,8 +34,8 @@ RUNNER_KEYS = frozenset({
 _TYPO_CUTOFF = 0.85
 
 
-def check_top_level_keys(cfg: Mapping[str, Any]) -> None:
-    """Refuse top-level keys that look like misspelt runner keys, and a config with nothing to train."""
+def check_top_level_keys(cfg: Mapping[str, Any], training: bool = True) -> None:
+    """Refuse top-level keys that look like misspelt runner keys, and (for training) a config with nothing to train."""
     for key in cfg:
         if key in RUNNER_KEYS or key.startswith("_"):
             continue
@@ -44,10 +44,12 @@ def check_top_level_keys(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"the runner does not read '{key}'; did you mean '{close[0]}'? "
                 f"(a misspelt key is otherwise ignored silently)", key)
-    missing = [key for key in ("model", "train_dataloader", "train_cfg", "optim_wrapper") if key not in cfg]
+    needed = ("model", "train_dataloader", "train_cfg", "optim_wrapper") if training else (
+        "model", "test_dataloader", "test_evaluator")
+    missing = [key for key in needed if key not in cfg]
     if missing:
-        raise ConfigError(f"the config has no {', '.join(map(repr, missing))}; training needs "
-                          f"model, train_dataloader, train_cfg and optim_wrapper")
+        raise ConfigError(f"the config has no {', '.join(map(repr, missing))}; "
+                          f"{'training' if training else 'evaluation'} needs {', '.join(needed[:-1])} and {needed[-1]}")
 
 
 def resolve_type(component: Mapping[str, Any], registry: Registry, key: str, what: str) -> Any:
@@ -153,8 +155,11 @@ def check_runtime(cfg: Mapping[str, Any]) -> None:
 
 def check_optim_wrapper(cfg: Mapping[str, Any]) -> None:
     """Run the optimizer constructor's validation (it needs no model)."""
+    from visdet.engine.strategies import register, uses_flexible_runner
     from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+    if cfg.get("strategy") is not None or uses_flexible_runner(cfg):
+        register()  # a strategy's optim wrapper (DeepSpeedOptimWrapper) is registered with the strategies
     optim_wrapper = dict(cfg["optim_wrapper"])
     constructor = optim_wrapper.pop("constructor", "DefaultOptimWrapperConstructor")
     paramwise_cfg = optim_wrapper.pop("paramwise_cfg", None)
@@ -162,18 +167,25 @@ def check_optim_wrapper(cfg: Mapping[str, Any]) -> None:
         dict(type=constructor, optim_wrapper_cfg=optim_wrapper, paramwise_cfg=paramwise_cfg))
 
 
-def check_config(cfg: Mapping[str, Any]) -> None:
-    """Every check above, in the order a user would fix them; raises ConfigError on the first mistake."""
+def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
+    """Every check above, in the order a user would fix them; raises ConfigError on the first mistake.
+
+    ``training=False`` (``tools/test.py``) leaves out the optimizer: evaluation
+    never builds it, so one that cannot run here (a CUDA-only optimizer on a
+    CPU machine) must not stop a checkpoint from being evaluated.
+    """
     from mmengine.registry import DefaultScope
 
     scope = cfg.get("default_scope", "visdet")
     with DefaultScope.overwrite_default_scope(scope):
-        check_top_level_keys(cfg)
+        check_top_level_keys(cfg, training)
         check_model(cfg["model"])
         for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
             if isinstance(cfg.get(key), Mapping):
                 check_dataloader(cfg[key], key)
         check_runtime(cfg)
+        if not training:
+            return
         from visdet.engine.optim.availability import assume_met
         from visdet.engine.optim.catalog import Need
 
