@@ -59,7 +59,8 @@ class NonFiniteSkipCounter:
     """Counts, logs and limits skipped non-finite steps; shared by visdet's OptimWrapper and DeepSpeed's.
 
     The host class decides when a step is skipped and calls :meth:`_skip`;
-    the counters travel in its state dict under :data:`COUNTERS_KEY`.
+    the counters travel in its state dict under :data:`COUNTERS_KEY`. Listed
+    before the mmengine wrapper in the bases, so its ``state_dict`` wraps theirs.
     """
 
     #: What the stop message suggests for clipping (DeepSpeed's wrapper points at its own key).
@@ -71,11 +72,17 @@ class NonFiniteSkipCounter:
         self.nonfinite_skips = 0
         self.consecutive_nonfinite = 0
 
-    def _counters_state(self) -> dict:
-        return {"total": self.nonfinite_skips, "consecutive": self.consecutive_nonfinite}
+    def state_dict(self) -> dict:
+        """The wrapped state dict plus the skip counters (plain ints: ``weights_only``-safe)."""
+        state_dict = super().state_dict()  # type: ignore[misc]
+        state_dict[COUNTERS_KEY] = {"total": self.nonfinite_skips, "consecutive": self.consecutive_nonfinite}
+        return state_dict
 
-    def _load_counters(self, counters: dict | None) -> None:
-        counters = counters or {}
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the wrapped state and the skip counters (absent in checkpoints from before they were saved)."""
+        state_dict = dict(state_dict)
+        counters = state_dict.pop(COUNTERS_KEY, None) or {}
+        super().load_state_dict(state_dict)  # type: ignore[misc]
         self.nonfinite_skips = int(counters.get("total", 0))
         self.consecutive_nonfinite = int(counters.get("consecutive", 0))
         if self.nonfinite_skips:
@@ -229,19 +236,6 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
             self.message_hub.update_scalar(f"train/{self.grad_name}", values[2])
         self.optimizer.step(**kwargs)
         self.consecutive_nonfinite = 0
-
-    def state_dict(self) -> dict:
-        """The optimizer's state dict plus the skip counters (plain ints: ``weights_only``-safe)."""
-        state_dict = super().state_dict()
-        state_dict[COUNTERS_KEY] = self._counters_state()
-        return state_dict
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore the optimizer and the skip counters (absent in checkpoints from before they were saved)."""
-        state_dict = dict(state_dict)
-        counters = state_dict.pop(COUNTERS_KEY, None)
-        super().load_state_dict(state_dict)
-        self._load_counters(counters)
 
     def _grads(self) -> list[torch.Tensor]:
         grads = []

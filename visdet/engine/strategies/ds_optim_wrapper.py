@@ -30,7 +30,7 @@ from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper as MMEngineDeepSp
 from mmengine.logging import MessageHub
 
 from visdet.engine.optim.errors import NonFiniteTrainingError
-from visdet.engine.optim.optim_wrapper import COUNTERS_KEY, GRADS, KEY, NonFiniteSkipCounter
+from visdet.engine.optim.optim_wrapper import GRADS, KEY, NonFiniteSkipCounter
 from visdet.registry import OPTIM_WRAPPERS
 
 
@@ -96,14 +96,3 @@ class DeepSpeedOptimWrapper(NonFiniteSkipCounter, MMEngineDeepSpeedOptimWrapper)
     def _guards(self) -> bool:
         """fp16's dynamic loss scaling skips overflowing steps as a matter of course: those are not counted."""
         return not self.model.fp16_enabled()
-
-    def state_dict(self) -> dict:
-        state_dict = super().state_dict()
-        state_dict[COUNTERS_KEY] = self._counters_state()
-        return state_dict
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        counters = state_dict.pop(COUNTERS_KEY, None)
-        super().load_state_dict(state_dict)
-        self._load_counters(counters)
