@@ -90,8 +90,9 @@ class DeepSpeedOptimWrapper(NonFiniteSkipCounter, MMEngineDeepSpeedOptimWrapper)
         if engine.was_step_applied():
             self.consecutive_nonfinite = 0
             norm = engine.get_global_grad_norm()  # None under ZeRO stage 0 without clipping
-            if norm is not None and math.isfinite(float(norm)):
-                MessageHub.get_current_instance().update_scalar("train/grad_norm", float(norm))
+            norm = None if norm is None else float(norm)
+            if norm is not None and math.isfinite(norm):
+                MessageHub.get_current_instance().update_scalar("train/grad_norm", norm)
 
     def _guards(self) -> bool:
         """fp16's dynamic loss scaling skips overflowing steps as a matter of course: those are not counted."""

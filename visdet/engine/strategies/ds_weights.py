@@ -54,23 +54,10 @@ def load_deepspeed_weights(folder: str | os.PathLike, map_location: Any = None) 
     if not isinstance(module, dict):
         raise CheckpointError(f"checkpoint {folder}/{MODEL_STATES} has no 'module' weights; is it a DeepSpeed "
                               "model-states file?")
-    partitioned = _partitioned_parameters(states, module)
-    if partitioned:
-        raise CheckpointError(zero3_message(folder, f"its weights ({partitioned[0]} and {len(partitioned) - 1} more)"))
     checkpoint: dict[str, Any] = {"state_dict": module}
     if "meta" in states:
         checkpoint["meta"] = states["meta"]
     return checkpoint
-
-
-def _partitioned_parameters(states: dict[str, Any], module: dict[str, Any]) -> list[str]:
-    """Parameters DeepSpeed recorded a shape for whose tensor in ``module`` does not have it (ZeRO-3 stubs)."""
-    shapes: dict[str, Any] = {}
-    for group in states.get("param_shapes") or []:
-        if isinstance(group, dict):
-            shapes.update(group)
-    return [name for name, shape in shapes.items()
-            if name not in module or tuple(getattr(module[name], "shape", ())) != tuple(shape)]
 
 
 def is_zero3_folder(path: str | os.PathLike) -> bool:
@@ -78,11 +65,11 @@ def is_zero3_folder(path: str | os.PathLike) -> bool:
     return is_deepspeed_folder(path) and not os.path.isfile(os.path.join(path, MODEL_STATES))
 
 
-def zero3_message(folder: str | os.PathLike, what: str = "its weights") -> str:
+def zero3_message(folder: str | os.PathLike) -> str:
     """ZeRO-3 partitions the weights themselves: say how DeepSpeed's own script merges them."""
     folder = os.path.abspath(os.fspath(folder))
     work_dir, tag = os.path.split(folder)
-    return (f"checkpoint {folder} is a ZeRO-3 checkpoint: {what} are split over its zero_pp_rank_* files. Merge "
+    return (f"checkpoint {folder} is a ZeRO-3 checkpoint: its weights are split over its zero_pp_rank_* files. Merge "
             f"them into one file first with DeepSpeed's script (copied into the work dir): "
             f"python {work_dir}/zero_to_fp32.py {work_dir} {folder}_fp32 --tag {tag}, "
             f"then pass {folder}_fp32/pytorch_model.bin")
