@@ -95,11 +95,22 @@ class IterBasedTrainLoop(_RestoresRNG, _IterBasedTrainLoop):
 
 @LOOPS.register_module()
 class ValLoop(_ValLoop):
-    """Validation that leaves the training RNG streams exactly as it found them."""
+    """Validation that leaves the training RNG streams exactly as it found them.
+
+    While it runs, ``training_rng_state`` holds the training streams' state: a
+    checkpoint saved from inside validation (CheckpointHook's ``save_best``
+    saves the best checkpoint and then the epoch checkpoint again, from
+    ``after_val_epoch``) must record that state, not the one validation has
+    drawn from, or a run resumed from it continues differently
+    (:class:`visdet.engine.hooks.RNGStateHook` reads it).
+    """
+
+    training_rng_state: dict[str, Any] | None = None
 
     def run(self) -> dict:
-        state = rng_state.capture()
+        self.training_rng_state = rng_state.capture()
         try:
             return super().run()
         finally:
-            rng_state.restore(state)
+            rng_state.restore(self.training_rng_state)
+            self.training_rng_state = None

@@ -19,7 +19,11 @@ class RNGStateHook(Hook):
     priority = "VERY_LOW"
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint["rng_state"] = rng_state.capture()
+        # A save from inside validation (save_best) records the training streams as validation found
+        # them (visdet's ValLoop puts them back afterwards), not as validation has advanced them.
+        val_loop = runner.__dict__.get("_val_loop")  # the attribute, not the property: that would build it
+        training = getattr(val_loop, "training_rng_state", None)
+        checkpoint["rng_state"] = training if training is not None else rng_state.capture()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         loop = getattr(runner, "_train_loop", None)
