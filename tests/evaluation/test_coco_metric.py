@@ -168,3 +168,18 @@ def test_summary_goes_to_the_log_not_stdout(capsys):
             logger.addHandler(h)
     assert 'Average Precision' in '\n'.join(records)
     assert capsys.readouterr().out == ''
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_reduced_precision_predictions_give_the_float32_map(dtype):
+    """val_cfg/test_cfg.fp16=True hands over bfloat16 (CPU) or float16 (CUDA) boxes and scores; numpy has no bf16."""
+    def predictions(cast: torch.dtype) -> list[dict]:
+        samples = [sample(i, b + 6, np.linspace(0.9, 0.5, len(b)), lab) for i, (b, lab) in GT.items()]
+        for s in samples:
+            pred = s['pred_instances']
+            pred['bboxes'], pred['scores'] = pred['bboxes'].to(cast), pred['scores'].to(cast)
+        return samples
+
+    reference = evaluate(CocoMetric(), predictions(torch.float32))
+    assert 0.0 < reference['coco/bbox_mAP'] < 1.0
+    assert evaluate(CocoMetric(), predictions(dtype)) == reference

@@ -34,9 +34,16 @@ ANN_FILE_KEY = 'val_evaluator.ann_file'
 
 
 def _numpy(value: Any) -> np.ndarray:
-    """A tensor / array / list as a numpy array (the Evaluator hands over CPU tensors)."""
+    """A tensor / array / list as a numpy array (the Evaluator hands over CPU tensors).
+
+    Floating tensors become float32 first: under ``val_cfg.fp16``/``test_cfg.fp16``
+    the model predicts in bfloat16 (CPU) or float16, and numpy has no bfloat16.
+    """
     if hasattr(value, 'detach'):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if value.is_floating_point() and value.element_size() < 4:  # float16, bfloat16 (float64 stays)
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value)
 
 
