@@ -19,6 +19,9 @@ from mmengine.registry import Registry
 
 from visdet.engine.optim.errors import suggestion_text
 from visdet.engine.optim.validation import accepted_keywords
+from visdet.engine.preflight_sections import (check_detector_cfgs, check_loader_keys, check_loops,
+                                              check_model_tree, check_num_classes, check_runtime_sections,
+                                              frozen_backbone_warnings, schedule_warnings, warn)
 from visdet.errors import ConfigError
 
 # Keys Runner.from_cfg reads, plus the ones visdet's tools read.
@@ -107,7 +110,7 @@ def _items(section: Any) -> Iterator[tuple[str, Any]]:
 
 def check_dataloader(loader: Mapping[str, Any], key: str) -> None:
     """Types and arguments of a dataloader's data set, pipeline and sampler."""
-    from visdet.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
+    from visdet.registry import DATASETS, TRANSFORMS
 
     dataset = loader.get("dataset")
     if dataset is None:
@@ -116,20 +119,13 @@ def check_dataloader(loader: Mapping[str, Any], key: str) -> None:
     for suffix, transform in _items(dataset.get("pipeline", [])):
         if isinstance(transform, Mapping):
             _check(transform, TRANSFORMS, f"{key}.dataset.pipeline{suffix}", "transform")
-    for name in ("sampler", "batch_sampler"):
-        if isinstance(loader.get(name), Mapping):
-            _check(loader[name], DATA_SAMPLERS, f"{key}.{name}", "sampler")
+    check_loader_keys(loader, key)  # torch DataLoader + mmengine keys, samplers, collate_fn
 
 
 def check_model(model: Any) -> None:
-    """The detector's type and arguments and those of its direct parts (deeper parts are checked as they build)."""
-    from visdet.registry import MODELS
-
-    _check(model, MODELS, "model", "model")
-    for part in ("data_preprocessor", "backbone", "neck", "rpn_head", "roi_head"):
-        if isinstance(model.get(part), Mapping):
-            # The detector hands its train_cfg/test_cfg to the heads itself.
-            _check(model[part], MODELS, f"model.{part}", "model part", extra=("train_cfg", "test_cfg"))
+    """The detector and every nested part (heads, losses, anchor generator, ...), then its train_cfg/test_cfg."""
+    detector = check_model_tree(model)
+    check_detector_cfgs(model, detector)
 
 
 def check_runtime(cfg: Mapping[str, Any]) -> None:
@@ -180,10 +176,13 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
     with DefaultScope.overwrite_default_scope(scope):
         check_top_level_keys(cfg, training)
         check_model(cfg["model"])
+        check_num_classes(cfg, training)
         for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
             if isinstance(cfg.get(key), Mapping):
                 check_dataloader(cfg[key], key)
         check_runtime(cfg)
+        check_runtime_sections(cfg, training)  # auto_scale_lr, env_cfg, randomness, log_processor, visualizer
+        check_loops(cfg, training)
         if not training:
             return
         from visdet.engine.optim.availability import assume_met
@@ -193,3 +192,5 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
         distributed = (Need.DISTRIBUTED,) if cfg.get("launcher", "none") != "none" else ()
         with assume_met(*distributed):
             check_optim_wrapper(cfg)
+        # Warnings last: a config that still has a mistake gets only the error.
+        warn(schedule_warnings(cfg) + frozen_backbone_warnings(cfg))
