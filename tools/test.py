@@ -15,6 +15,7 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner
                                   check_checkpoint_path, load_config, parse_tool_args, prepare_embedded_data,
                                   run_reporting_errors, set_launcher, set_strategy_aside, set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
+from visdet.engine.weights_check import check_evaluation_weights  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", help="where the evaluation log goes (default: ./work_dirs/<config name>)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. test_dataloader.batch_size=2")
+    parser.add_argument("--allow-partial-load", action="store_true",
+                        help="evaluate a checkpoint whose weights fit the model only in part (missing, extra or "
+                             "differently shaped keys; the rest keeps random initial values): without it, that is "
+                             "an error")
     add_shared_arguments(parser)
     return parse_tool_args(parser, argv)
 
@@ -42,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         check_config(cfg, training=False)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
+        # mmengine loads with strict=False and only logs what does not fit: check before it scores random weights.
+        check_evaluation_weights(runner, args.checkpoint, allow_partial=args.allow_partial_load)
         for name, value in (runner.test() or {}).items():
             print(f"{name}: {value}")
 
-    return run_reporting_errors(test)
+    return run_reporting_errors(test, debug=args.debug)
 
 
 if __name__ == "__main__":
