@@ -16,6 +16,7 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_back
                                   prepare_strategy, run_reporting_errors, set_launcher, set_resume,
                                   set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
+from visdet.engine.weights_check import check_load_from  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         check_config(cfg)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)
+        check_load_from(runner)  # mmengine would only log a load_from that shares nothing with the model
         runner.train()
 
     return run_reporting_errors(train)

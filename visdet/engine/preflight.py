@@ -183,6 +183,8 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
         check_runtime(cfg)
         check_runtime_sections(cfg, training)  # auto_scale_lr, env_cfg, randomness, log_processor, visualizer
         check_loops(cfg, training)
+        from visdet.evaluation.loop_config import check_eval_loops  # val_cfg/test_cfg: keys, fp16 on this device
+        check_eval_loops(cfg, training)
         if not training:
             return
         from visdet.engine.optim.availability import assume_met
