@@ -2,10 +2,14 @@
 
 The flags are MMDetection's. Configuration mistakes are reported as one message
 (exit status 2) before the Runner builds anything; see visdet.engine.preflight.
+Exit statuses (visdet.engine.launch.run_reporting_errors): 0 finished, 1 data,
+checkpoint or training failure, 2 configuration mistake, 130 interrupted (Ctrl-C);
+``--debug`` adds the traceback to the one-line message.
 """
 from __future__ import annotations
 
 import argparse
+import os.path as osp
 import sys
 from pathlib import Path
 
@@ -16,7 +20,25 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_back
                                   prepare_strategy, run_reporting_errors, set_launcher, set_resume,
                                   set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
+from visdet.errors import ConfigError  # noqa: E402
 from visdet.engine.weights_check import check_load_from  # noqa: E402
+
+
+def check_work_dir(work_dir: str, key: str) -> None:
+    """A work dir that exists as a file would fail deep in mmengine (FileExistsError); say so before building."""
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise ConfigError(f"'{work_dir}' is a file, not a folder; logs and checkpoints need a folder: pass "
+                          "another --work-dir (or remove the file)", key)
+
+
+def interrupted_note(work_dir: str | None) -> str:
+    """What Ctrl-C leaves: checkpoint writes are atomic, so the last one named in ``last_checkpoint`` is complete."""
+    pointer = osp.join(work_dir, "last_checkpoint") if work_dir else None
+    last = Path(pointer).read_text().strip() if pointer and osp.isfile(pointer) else ""
+    if last and osp.exists(last):
+        return (f"the last checkpoint saved, {last}, is complete (checkpoints are written atomically); "
+                "continue with --resume")
+    return "no checkpoint was saved yet"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,10 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    state: dict[str, str] = {}  # what the Ctrl-C message needs from inside train()
 
     def train() -> None:
         cfg = load_config(args.config, args.cfg_options)
         set_work_dir(cfg, args.work_dir, args.config)
+        check_work_dir(cfg.work_dir, "--work-dir" if args.work_dir is not None else "work_dir")
+        state["work_dir"] = cfg.work_dir
         set_launcher(cfg, args.launcher)
         if args.amp:
             enable_amp(cfg)
@@ -52,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         check_load_from(runner)  # mmengine would only log a load_from that shares nothing with the model
         runner.train()
 
-    return run_reporting_errors(train)
+    return run_reporting_errors(train, debug=args.debug,
+                                on_interrupt=lambda: interrupted_note(state.get("work_dir")))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import os
 import os.path as osp
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,12 @@ from visdet.errors import ConfigError
 AMP_WRAPPER = "AmpOptimWrapper"
 
 
+#: Exit statuses of tools/train.py and tools/test.py (see :func:`run_reporting_errors`).
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Checkpoint schemes mmengine downloads from (``CheckpointLoader``); visdet loads them only from the torch hub cache.
+REMOTE_SCHEMES = ("http://", "https://", "torchvision://", "modelzoo://", "open-mmlab://", "openmmlab://", "mmcls://")
+
+
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags tools/train.py and tools/test.py both take (their help texts differ only in examples)."""
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
@@ -35,6 +42,8 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unsafe-checkpoint", action="store_true",
                         help="load checkpoints that need arbitrary Python objects (weights_only=False): they can "
                              "run code, so only for files you trust")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback after the one-line error message (for bug reports)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
 
 
@@ -45,27 +54,110 @@ def parse_tool_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     return args
 
 
-def run_reporting_errors(action: Callable[[], None]) -> int:
-    """Run a tool's work; user mistakes become one line on stderr and an exit status, not a traceback.
+def run_reporting_errors(action: Callable[[], None], debug: bool = False,
+                         on_interrupt: Callable[[], str] | None = None) -> int:
+    """Run a tool's work; user mistakes and expected failures become one line on stderr and an exit status.
 
-    Exit status 2: a configuration mistake (found before anything is built).
-    Exit status 1: a checkpoint or image file that cannot be used (named in the message).
+    Exit statuses:
+
+    * 0: the work finished.
+    * 1: data, checkpoint or training failure: an image or checkpoint file that
+      cannot be used (named in the message), or training stopped by the
+      non-finite guard (``NonFiniteTrainingError``, which says which checkpoints
+      hold usable parameters).
+    * 2: a configuration mistake (``ConfigError``), including a remote
+      checkpoint: visdet downloads nothing (see :func:`refuse_downloads`).
+    * 130: interrupted (Ctrl-C / SIGINT). Checkpoint writes are atomic
+      (:mod:`visdet.engine.checkpoint_io`), so every checkpoint on disk is
+      complete; ``on_interrupt`` adds which one to resume from.
+
+    Anything else is a bug and propagates with its traceback. With ``debug``
+    (``--debug``) the traceback is printed after the line too.
     """
     from visdet.datasets.transforms.loading import ImageLoadError
+    from visdet.engine.optim.errors import NonFiniteTrainingError
     from visdet.errors import CheckpointError
 
+    refuse_downloads()
     try:
         action()
+        return EXIT_OK
     except ConfigError as error:
-        print(f"visdet: configuration error: {error}", file=sys.stderr)
-        return 2
+        line, status = f"visdet: configuration error: {error}", EXIT_CONFIG
     except CheckpointError as error:
-        print(f"visdet: checkpoint error: {error}", file=sys.stderr)
-        return 1
+        line, status = f"visdet: checkpoint error: {error}", EXIT_FAILURE
     except ImageLoadError as error:
-        print(f"visdet: data error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        line, status = f"visdet: data error: {error}", EXIT_FAILURE
+    except NonFiniteTrainingError as error:
+        line, status = f"visdet: training error: {error}", EXIT_FAILURE
+    except KeyboardInterrupt:
+        note = on_interrupt() if on_interrupt is not None else ""
+        line, status = f"visdet: interrupted (Ctrl-C){'; ' + note if note else ''}", EXIT_INTERRUPTED
+    print(line, file=sys.stderr)
+    if debug:
+        traceback.print_exc()
+    return status
+
+
+def _hub_cache_file(url: str) -> str:
+    """Where ``torch.hub.load_state_dict_from_url`` keeps ``url`` once downloaded."""
+    from urllib.parse import urlparse
+
+    return osp.join(torch.hub.get_dir(), "checkpoints", osp.basename(urlparse(url).path))
+
+
+def _remote_url(filename: str) -> str | None:
+    """The URL mmengine would download ``filename`` from (None: a scheme whose table has no URL for it)."""
+    from mmengine.runner import checkpoint as mm_checkpoint
+
+    if filename.startswith(("http://", "https://")):
+        return filename
+    scheme, name = filename.split("://", 1)
+    tables = {"torchvision": mm_checkpoint.get_torchvision_models, "modelzoo": mm_checkpoint.get_torchvision_models,
+              "open-mmlab": mm_checkpoint.get_external_models, "openmmlab": mm_checkpoint.get_external_models,
+              "mmcls": mm_checkpoint.get_mmcls_models}
+    url = tables[scheme]().get(name)
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
+def refuse_downloads() -> None:
+    """Make mmengine's remote checkpoint schemes load only what is already on disk (idempotent).
+
+    mmengine 0.10 downloads ``torchvision://``, ``open-mmlab://``, ``http(s)://``
+    (and similar) checkpoints with ``torch.hub.load_state_dict_from_url``, e.g.
+    for an mmdet-style ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')``;
+    without network that ends in a ``URLError`` traceback after the model is
+    built. visdet downloads nothing: a file already in the torch hub cache is
+    loaded by mmengine's own loader (which then reads the cache), anything else
+    is a :class:`ConfigError` saying how to pass a local file.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    if getattr(CheckpointLoader._schemes.get("torchvision://"), "visdet_no_download", False):
+        return
+    for prefix in REMOTE_SCHEMES:
+        original = CheckpointLoader._schemes.get(prefix)
+        if original is None:
+            continue
+
+        def load_cached(filename: str, map_location: Any = None, _original: Callable = original) -> Any:
+            try:
+                url = _remote_url(filename)
+            except KeyError:  # not in the scheme's table: mmengine would raise a bare KeyError
+                raise ConfigError(f"checkpoint '{filename}' names no model mmengine knows for that scheme",
+                                  None) from None
+            if url is None or not osp.isfile(_hub_cache_file(url)):
+                where = f" ({url})" if url and url != filename else ""
+                cache = osp.dirname(_hub_cache_file(url)) if url else osp.join(torch.hub.get_dir(), "checkpoints")
+                raise ConfigError(
+                    f"checkpoint '{filename}'{where} is remote and visdet downloads nothing (it is not in the torch "
+                    f"hub cache {cache} either). Download the file yourself and give its local path instead, e.g. "
+                    "model.backbone.init_cfg=dict(type='Pretrained', checkpoint='/path/to/file.pth') or "
+                    "load_from='/path/to/file.pth'; or put it in that cache folder", None)
+            return _original(filename, map_location)
+
+        load_cached.visdet_no_download = True  # type: ignore[attr-defined]
+        CheckpointLoader.register_scheme(prefixes=prefix, loader=load_cached, force=True)
 
 
 def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Config:

@@ -84,15 +84,23 @@ class DeepSpeedOptimWrapper(NonFiniteSkipCounter, MMEngineDeepSpeedOptimWrapper)
         skipped_before = engine.skipped_steps
         super().step(**kwargs)
         if engine.skipped_steps > skipped_before:
+            hub = MessageHub.get_current_instance()
+            if "train/grad_norm" in hub.log_scalars:  # not the last applied step's norm: this one overflowed
+                hub.update_scalar("train/grad_norm", float("nan"))
             if self._guards():
                 self._skip(GRADS)
             return
         if engine.was_step_applied():
-            self.consecutive_nonfinite = 0
+            self._applied()
             norm = engine.get_global_grad_norm()  # None under ZeRO stage 0 without clipping
             norm = None if norm is None else float(norm)
             if norm is not None and math.isfinite(norm):
                 MessageHub.get_current_instance().update_scalar("train/grad_norm", norm)
+
+    def _clip_advice(self) -> str | None:
+        """No clipping advice when the strategy already clips."""
+        clipping = getattr(self.model, "gradient_clipping", None)
+        return None if callable(clipping) and clipping() else self.clip_advice
 
     def _guards(self) -> bool:
         """fp16's dynamic loss scaling skips overflowing steps as a matter of course: those are not counted."""
