@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 
 import pytest
 import torch
@@ -278,3 +279,73 @@ def test_runner_stops_with_the_error_and_writes_no_checkpoint_after_it(tmp_path)
     skips = {s["iter"]: s.get("nonfinite_skips") for s in scalars}
     assert skips[nan_from] is None and skips[last_iter] == 1, skips
     assert MessageHub.get_current_instance().get_scalar(SKIPS_SCALAR).current() == max_bad
+
+
+def test_a_skipped_step_logs_its_own_grad_norm_not_the_last_good_one(small_net):
+    wrapper = make(small_net, clip_grad=dict(max_norm=1.0))
+    wrapper.update_params(loss_of(small_net))
+    good = wrapper.message_hub.get_scalar("train/grad_norm").current()
+    assert math.isfinite(good)
+    wrapper.update_params(loss_of(small_net, 1) * NAN)
+    assert wrapper.nonfinite_skips == 1
+    logged = wrapper.message_hub.get_scalar("train/grad_norm").current()
+    assert not math.isfinite(logged), (good, logged)  # was `good` again: a stale value on a skipped step
+
+
+@pytest.mark.parametrize("clip_grad", [None, dict(max_norm=10.0, norm_type=2), dict(type="value", clip_value=1.0)])
+def test_the_stop_message_advises_clipping_only_when_the_config_does_not_clip(small_net, clip_grad):
+    wrapper = make(small_net, clip_grad=clip_grad, max_nonfinite_steps=1)
+    with pytest.raises(NonFiniteTrainingError) as info:
+        wrapper.update_params(loss_of(small_net) * NAN)
+    assert ("clip_grad" in str(info.value)) is (clip_grad is None), str(info.value)
+    assert "float32 instead of" not in str(info.value)  # float32 training: no precision advice
+
+
+class Diverges(BaseModel):
+    """Loss normal for ``normal`` training forwards, then ``abnormal`` forwards 1e6 times larger, then NaN."""
+
+    def __init__(self, normal: int, abnormal: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+        self.normal, self.abnormal, self.calls = normal, abnormal, 0
+
+    def forward(self, inputs, targets, mode="tensor"):
+        out = self.fc(inputs)
+        if mode != "loss":
+            return out
+        self.calls += 1
+        loss = nn.functional.mse_loss(out, targets)
+        if self.calls > self.normal + self.abnormal:
+            return dict(loss=loss * NAN)
+        return dict(loss=loss * 1e6 if self.calls > self.normal else loss)
+
+
+def test_the_stop_message_says_which_checkpoints_hold_diverged_parameters(tmp_path):
+    # Iterations 1-3 normal, 4-5 finite but 1e6 times the loss (applied), 6 and 7 NaN (skipped; 7 raises).
+    runner = Runner(
+        model=Diverges(normal=3, abnormal=2),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=Points(), sampler=dict(type="DefaultSampler", shuffle=False),
+            batch_size=8, collate_fn=dict(type="default_collate"), num_workers=0,
+        ),
+        train_cfg=dict(by_epoch=False, max_iters=10),
+        optim_wrapper=dict(optimizer=dict(type="AdamW", lr=1e-3), max_nonfinite_steps=2),
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1, by_epoch=False)),
+        log_processor=dict(by_epoch=False),
+        default_scope="visdet",
+        randomness=dict(seed=0),
+        experiment_name="nonfinite_guard_checkpoints",
+    )
+    with pytest.raises(NonFiniteTrainingError) as info:
+        runner.train()
+    message = str(info.value)
+    assert "The parameters were last updated at iteration 5; the loss they give (iteration 6) was already " \
+           "non-finite (nan)" in message, message
+    since = message.split("Checkpoints saved since hold these diverged parameters")[1].split(".pth.")[0] + ".pth"
+    assert str(tmp_path / "iter_5.pth") in since and str(tmp_path / "iter_6.pth") in since
+    assert str(tmp_path / "iter_4.pth") not in since
+    assert (f"The last checkpoint saved before them is {tmp_path / 'iter_4.pth'} (after iteration 4); the loss its "
+            "parameters give (iteration 5) was already abnormal") in message
+    assert "it had already diverged too" in message
+    assert "last checkpoint saved holds them" not in message  # the old, untrue reassurance
