@@ -217,7 +217,7 @@ def test_a_longer_run_than_the_schedule_warns_with_the_fix():
     messages = _check_warnings(_small(**{"train_cfg.max_epochs": 3}))
     assert len(messages) == 1, messages
     message = messages[0]
-    assert message.startswith("param_scheduler[1].end: the lr schedule ends at epoch 2, but training runs 3 epochs")
+    assert message.startswith("param_scheduler[1].end: the schedule ends at epoch 2, but training runs 3 epochs")
     assert "train_cfg.max_epochs=3" in message and "param_scheduler.1.end=3" in message
 
 
@@ -240,8 +240,12 @@ def test_iteration_schedules_against_an_iteration_loop():
     messages = _check_warnings(cfg)
     assert len(messages) == 1 and "param_scheduler[1].end" in messages[0]
     assert "ends at iteration 80" in messages[0] and "train_cfg.max_iters=100" in messages[0]
-    cfg.param_scheduler[1].pop("end")
-    cfg.param_scheduler[1].T_max = 100  # end omitted: INF, it follows the loop
+    cfg.param_scheduler = cfg.param_scheduler[:1]  # a warmup alone: training goes on at the base lr
+    assert _check_warnings(cfg) == []
+    cfg.param_scheduler[0].end = 200  # a warmup longer than training is cut off
+    assert "cut off" in _check_warnings(cfg)[0]
+    cfg.param_scheduler = [dict(type="CosineAnnealingLR", by_epoch=False, begin=0, T_max=100)]
+    # end omitted: INF, it follows the loop
     assert _check_warnings(cfg) == []
 
 

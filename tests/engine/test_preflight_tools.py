@@ -44,7 +44,7 @@ def test_a_longer_run_warns_that_the_schedule_ends_first_and_trains(tmp_path):
                     "default_hooks.checkpoint.save_best=None", "custom_hooks=[]")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    schedule = "WARNING - param_scheduler[1].end: the lr schedule ends at epoch 2, but training runs 3 epochs"
+    schedule = "WARNING - param_scheduler[1].end: the schedule ends at epoch 2, but training runs 3 epochs"
     assert schedule in out and "param_scheduler.1.end=3" in out
     assert "WARNING - model.backbone.frozen_stages: is 0" in out
     # Logged first, above the Runner's config dump.

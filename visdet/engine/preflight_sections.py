@@ -547,7 +547,8 @@ def schedule_warnings(cfg: Mapping[str, Any]) -> list[str]:
     A scheduler's ``end`` is counted in epochs when ``by_epoch`` (``convert_to_iter_based`` only changes how
     often it steps) and in iterations otherwise; the default, mmengine's INF, follows the loop. Only the
     schedulers counted in the loop's unit are compared (an iteration warmup in an epoch loop cannot be
-    without the data set's length), and of those the one that ends last: warmups end early on purpose.
+    without the data set's length). A schedule may end early only by returning to the base value (a
+    warmup: LinearLR with end_factor=1, ConstantLR): training then goes on at the optimizer's own lr.
     """
     from visdet.registry import PARAM_SCHEDULERS
 
@@ -559,7 +560,7 @@ def schedule_warnings(cfg: Mapping[str, Any]) -> list[str]:
     unit, loop_key = ("epoch", "train_cfg.max_epochs") if by_epoch_loop else ("iteration", "train_cfg.max_iters")
     if isinstance(schedulers, Mapping) and "type" in schedulers:
         schedulers = [schedulers]
-    ends: list[tuple[str, int]] = []
+    ends: list[tuple[str, int, bool]] = []
     for suffix, scheduler in items(schedulers):
         if not isinstance(scheduler, Mapping) or not isinstance(scheduler.get("type"), str):
             continue
@@ -569,26 +570,34 @@ def schedule_warnings(cfg: Mapping[str, Any]) -> list[str]:
             continue
         end = scheduler.get("end", defaults.get("end", _INF))
         if isinstance(end, numbers.Real) and not isinstance(end, bool):
-            ends.append((f"param_scheduler{suffix}", end))
-    if not ends:
-        return []
-    last = max(end for _, end in ends)
+            ends.append((f"param_scheduler{suffix}", end, _returns_to_base(scheduler, defaults)))
+    decaying = [end for _, end, to_base in ends if not to_base]
+    last = max(decaying, default=None)
     messages = []
-    for key, end in ends:
+    variable = (f"; a config's max_epochs variable is read once, so overriding {loop_key} alone does not move "
+                f"the schedule's end") if by_epoch_loop else ""
+    for key, end, _ in ends:
         index = key[len("param_scheduler"):].strip("[].")
         option = f"--cfg-options param_scheduler.{index}.end={total}"
-        if end == last and end < total:
+        if last is not None and end == last and end < total:
             messages.append(
-                f"{key}.end: the lr schedule ends at {unit} {end:g}, but training runs {total} {unit}s "
-                f"({loop_key}={total}): the last {total - end:g} {unit}(s) train at the schedule's final lr. "
-                f"Set {key}.end={total} to stretch it ({option}); a config's max_epochs variable is read "
-                f"once, so overriding {loop_key} alone does not move the schedule's end")
+                f"{key}.end: the schedule ends at {unit} {end:g}, but training runs {total} {unit}s "
+                f"({loop_key}={total}): the last {total - end:g} {unit}(s) train at the schedule's final value. "
+                f"Set {key}.end={total} to stretch it ({option}){variable}")
         elif _INF > end > total:
             messages.append(
-                f"{key}.end: the lr schedule ends at {unit} {end:g}, but training stops after {total} {unit}s "
-                f"({loop_key}={total}): it is cut off before its final lr. Set {key}.end={total} to fit it "
+                f"{key}.end: the schedule ends at {unit} {end:g}, but training stops after {total} {unit}s "
+                f"({loop_key}={total}): it is cut off before its final value. Set {key}.end={total} to fit it "
                 f"({option})")
     return messages
+
+
+def _returns_to_base(scheduler: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+    """Whether a scheduler ends at the base value (a warmup), so ending before training is by design."""
+    name = str(scheduler.get("type", ""))
+    if name.startswith("Constant") or "Warmup" in name:
+        return True
+    return name.startswith("Linear") and scheduler.get("end_factor", defaults.get("end_factor", 1.0)) == 1.0
 
 
 def pretrained_weights(cfg: Mapping[str, Any]) -> bool:
