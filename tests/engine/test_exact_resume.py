@@ -2,7 +2,9 @@
 
 Model, optimizer state (torch, bitsandbytes 8-bit, D-Adaptation, the Muon hybrid),
 schedulers, iteration counter, RNG streams and the data position must all come
-back; any one missing changes the final weights. CPU, deterministic settings.
+back; any one missing changes the final weights. The runs keep the shipped
+hooks: validation on, CheckpointHook with save_best (its best save re-saves the
+epoch checkpoint from inside validation). CPU, deterministic settings.
 """
 from __future__ import annotations
 
@@ -15,12 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from testutils import REPO, data_options, train_losses, run_log
+
 SCRIPT = Path(__file__).with_name("exact_resume_run.py")
+KILL_TRAIN = Path(__file__).with_name("kill_train.py")
+SMALL = "configs/faster_rcnn_r18_small.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same float summation order every run
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same float summation order every run
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=ENV,
                           timeout=600)
 
 
@@ -35,15 +41,24 @@ def _tensors(value):
             yield from _tensors(item)
 
 
+def _assert_same(expected, got, what: str) -> None:
+    assert expected.keys() == got.keys()
+    for key in expected:
+        for a, b in zip(_tensors(expected[key]), _tensors(got[key]), strict=True):
+            assert torch.equal(a, b), f"{what}: {key} differs after resume"
+
+
 @pytest.mark.parametrize("optimizer, loop, kill_at", [
-    ("adamw", "iter", 3), ("adamw8bit", "iter", 3), ("dadapt_adam", "iter", 3), ("sgd", "iter", 3),
-    ("muon", "iter", 3), ("adamw", "epoch", 10),  # epoch loop: killed mid-epoch 2, after a validation
+    ("adamw", "iter", "3"), ("adamw8bit", "iter", "3"), ("dadapt_adam", "iter", "3"), ("sgd", "iter", "3"),
+    ("muon", "iter", "3"),
+    ("adamw", "epoch", "10"),  # epoch loop: killed mid-epoch 2, after a validation
+    ("adamw", "epoch", "val:1"),  # right after epoch 1's validation: resumed from the checkpoint the best save wrote
 ])
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, optimizer, loop, kill_at):
     data = str(tmp_path / "data")
     full = _run(str(tmp_path / "full"), data, optimizer, "0", "fresh", loop)
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = _run(str(tmp_path / "cut"), data, optimizer, str(kill_at), "fresh", loop)
+    killed = _run(str(tmp_path / "cut"), data, optimizer, kill_at, "fresh", loop)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     resumed = _run(str(tmp_path / "cut"), data, optimizer, "0", "resume", loop)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -51,7 +66,42 @@ def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, optimize
 
     expected = torch.load(tmp_path / "full" / "final_state.pt", weights_only=True)
     got = torch.load(tmp_path / "cut" / "final_state.pt", weights_only=True)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        for a, b in zip(_tensors(expected[key]), _tensors(got[key]), strict=True):
-            assert torch.equal(a, b), f"{optimizer}/{loop}: {key} differs after resume"
+    _assert_same(expected, got, f"{optimizer}/{loop}")
+
+
+# tools/train.py on the shipped small config, nothing changed but the data set's size (4 iterations an epoch,
+# 4 validation images): epoch checkpoints, validation after each epoch, the best checkpoint by bbox mAP.
+_SMALL_DATA = ("embedded_data.num_train=8", "embedded_data.num_val=4")
+
+
+def _train(work_dir: Path, data: Path, kill: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(KILL_TRAIN), kill, SMALL, "--work-dir", str(work_dir), *flags,
+                           "--cfg-options", *data_options(str(data)), *_SMALL_DATA],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("exact_resume_tool")
+    result = _train(base / "full", base / "data", "never")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((base / "full").glob("best_coco_bbox_mAP_epoch_*.pth"))  # the best save did run
+    return base / "full", base / "data"
+
+
+@pytest.mark.parametrize("kill", ["val:1", "iter:6"])  # after epoch 1's best save; mid-epoch 2
+def test_train_tool_killed_and_resumed_matches_the_uninterrupted_run(uninterrupted, tmp_path, kill):
+    full, data = uninterrupted
+    cut = tmp_path / "cut"
+    killed = _train(cut, data, kill)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _train(cut, data, "never", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = run_log(cut)
+    assert "resumed epoch: 1, iter: 4" in log  # from epoch_1.pth, the newest epoch checkpoint
+    assert train_losses(log) == train_losses(run_log(full))[-len(train_losses(log)):]  # epoch 2's, logged
+
+    expected = torch.load(full / "epoch_2.pth", weights_only=True)
+    got = torch.load(cut / "epoch_2.pth", weights_only=True)
+    for key in ("state_dict", "optimizer", "param_schedulers"):
+        _assert_same({key: expected[key]}, {key: got[key]}, f"tools/train.py killed at {kill}")
