@@ -153,9 +153,10 @@ def check_loops(cfg: Mapping[str, Any], training: bool) -> None:
         present = [k for k in keys if cfg.get(k) is not None]
         if present and len(present) < len(keys):
             missing = [k for k in keys if k not in present]
-            raise ConfigError(f"{phase} needs {', '.join(keys)} together; {', '.join(present)} "
+            one = len(missing) == 1
+            raise ConfigError(f"{phase} needs {', '.join(keys)} together; {' and '.join(present)} "
                               f"{'is' if len(present) == 1 else 'are'} set but {' and '.join(missing)} "
-                              f"{'is' if len(missing) == 1 else 'are'} not (set {'it' if len(missing) == 1 else 'them'}, "
+                              f"{'is' if one else 'are'} not (set {'it' if one else 'them'}, "
                               f"or set {' and '.join(present)} to None)", missing[0])
 
 
