@@ -274,3 +274,24 @@ def test_frozen_stages_with_pretrained_weights_are_fine(source):
     else:
         cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint="torchvision://resnet18")
     assert _check_warnings(cfg) == []
+
+
+# --- data set wrappers (RepeatDataset...) are looked through ---------------------------------------
+
+def _wrapped() -> Config:
+    cfg = _small()
+    cfg.train_dataloader.dataset = dict(type="RepeatDataset", times=2, dataset=cfg.train_dataloader.dataset)
+    return cfg
+
+
+def test_a_wrapped_dataset_is_checked_inside():
+    cfg = _wrapped()
+    check_config(cfg)
+    cfg.train_dataloader.dataset.dataset.pipeline[2].type = "Resise"
+    assert _error(cfg).startswith("train_dataloader.dataset.dataset.pipeline[2].type:")
+
+
+def test_num_classes_against_a_wrapped_dataset():
+    cfg = _wrapped()
+    cfg.model.roi_head.bbox_head.num_classes = 80
+    assert "train_dataloader.dataset.dataset.metainfo.classes" in _error(cfg)

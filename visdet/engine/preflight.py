@@ -110,16 +110,26 @@ def _items(section: Any) -> Iterator[tuple[str, Any]]:
 
 def check_dataloader(loader: Mapping[str, Any], key: str) -> None:
     """Types and arguments of a dataloader's data set, pipeline and sampler."""
-    from visdet.registry import DATASETS, TRANSFORMS
-
     dataset = loader.get("dataset")
     if dataset is None:
         raise ConfigError("a dataloader needs a 'dataset'", key)
-    _check(dataset, DATASETS, f"{key}.dataset", "dataset")
+    check_dataset(dataset, f"{key}.dataset")
+    check_loader_keys(loader, key)  # torch DataLoader + mmengine keys, samplers, collate_fn
+
+
+def check_dataset(dataset: Any, key: str) -> None:
+    """A data set's type, arguments and pipeline; wrappers' inner ``dataset``/``datasets`` too (RepeatDataset...)."""
+    from visdet.registry import DATASETS, TRANSFORMS
+
+    _check(dataset, DATASETS, key, "dataset")
     for suffix, transform in _items(dataset.get("pipeline", [])):
         if isinstance(transform, Mapping):
-            _check(transform, TRANSFORMS, f"{key}.dataset.pipeline{suffix}", "transform")
-    check_loader_keys(loader, key)  # torch DataLoader + mmengine keys, samplers, collate_fn
+            _check(transform, TRANSFORMS, f"{key}.pipeline{suffix}", "transform")
+    if isinstance(dataset.get("dataset"), Mapping):
+        check_dataset(dataset["dataset"], f"{key}.dataset")
+    for suffix, inner in _items(dataset.get("datasets") if isinstance(dataset.get("datasets"), list) else []):
+        if isinstance(inner, Mapping):
+            check_dataset(inner, f"{key}.datasets{suffix}")
 
 
 def check_model(model: Any) -> None:
