@@ -188,10 +188,22 @@ def get_catalog() -> OptimizerCatalog:
     return OptimizerCatalog(default_sources())
 
 
+#: Marks a lazy stand-in. Checked by attribute, not ``isinstance``: ``importlib.reload`` of this
+#: module (IPython's %autoreload) makes a new ``LazyOptimizerClass`` while the registry keeps the
+#: stand-ins made by the old one, and those must still be recognised, resolved and replaced.
+_LAZY_MARK = "_visdet_lazy_optimizer"
+
+
+def is_lazy(value: Any) -> bool:
+    """Whether ``value`` is a lazy stand-in made by any load of this module."""
+    return getattr(type(value), _LAZY_MARK, False) is True
+
+
 class LazyOptimizerClass:
     """Stands in for an optimizer class in the registry until first use."""
 
     __slots__ = ("entry",)
+    _visdet_lazy_optimizer = True  # see _LAZY_MARK
 
     def __init__(self, entry: CatalogEntry) -> None:
         self.entry = entry
@@ -216,7 +228,7 @@ class LazyModuleDict(dict):
 
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
-        if isinstance(value, LazyOptimizerClass):
+        if is_lazy(value):
             value = value.resolve()
             super().__setitem__(key, value)
         return value
@@ -450,9 +462,9 @@ def _rename_params_argument(cfg: dict, cls: Any) -> dict:
 
 
 def _holds(value: Any, entry: CatalogEntry) -> bool:
-    """Whether a registry value is ``entry``'s class or its lazy stand-in."""
-    if isinstance(value, LazyOptimizerClass):
-        return value.entry is entry
+    """Whether a registry value is ``entry``'s class or its lazy stand-in (from any load of this module)."""
+    if is_lazy(value):
+        return value.entry.spec.import_path == entry.spec.import_path
     return value is not None and value is entry.resolved
 
 
@@ -469,13 +481,12 @@ def register_all_optimizers(registry: Registry, catalog: OptimizerCatalog | None
     """
     catalog = catalog or get_catalog()
     table = registry._module_dict
-    raw_get = table.raw if isinstance(table, LazyModuleDict) else table.get
     names = []
     for name, entry in catalog.entries.items():
         if not entry.present:
             continue
-        current = raw_get(name) if name in table else None
-        if current is not None and not (isinstance(current, LazyOptimizerClass) or current is entry.resolved):
+        current = dict.get(table, name)  # the stored value: no import, whatever the dict's class
+        if current is not None and not (is_lazy(current) or current is entry.resolved):
             logger.debug("keeping user-registered %s over %s", name, entry.spec.import_path)
             continue
         if entry.resolved is None and entry.spec.module in sys.modules:
@@ -486,3 +497,30 @@ def register_all_optimizers(registry: Registry, catalog: OptimizerCatalog | None
         dict.__setitem__(table, name, entry.resolved or LazyOptimizerClass(entry))
         names.append(name)
     return names
+
+
+def _adopt_reloaded_registry() -> None:
+    """On ``importlib.reload`` of this module, move visdet's existing OPTIMIZERS onto the new classes.
+
+    The registry object outlives a reload (``visdet.registry`` and every
+    ``from visdet.registry import OPTIMIZERS`` hold it, with what users
+    registered), but it and its ``module_dict`` are instances of the old
+    classes and hold stand-ins for the old catalogue. Without this, lookups
+    ran the old code, and ``visdet.registry`` (which keeps its child only if
+    it is an instance of the current ``OptimizerRegistry``) replaced it with
+    an empty new one on its own reload. Re-pointing ``__class__`` is what
+    IPython's autoreload does for instances; then the new catalogue refills
+    the names. On first import ``visdet.registry`` has no OPTIMIZERS yet and
+    nothing happens.
+    """
+    registry = getattr(sys.modules.get("visdet.registry"), "OPTIMIZERS", None)
+    if registry is None or isinstance(registry, OptimizerRegistry):
+        return
+    if type(registry).__name__ != OptimizerRegistry.__name__ or not isinstance(registry, Registry):
+        return  # not ours: leave it
+    registry.__class__ = OptimizerRegistry
+    registry._module_dict = LazyModuleDict(dict.items(registry._module_dict))
+    register_all_optimizers(registry)
+
+
+_adopt_reloaded_registry()
