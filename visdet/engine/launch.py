@@ -82,21 +82,41 @@ def run_reporting_errors(action: Callable[[], None], debug: bool = False,
     try:
         action()
         return EXIT_OK
-    except ConfigError as error:
+    except (KeyboardInterrupt, Exception) as caught:
+        error: BaseException = caught
+    if isinstance(error, ConfigError):
         line, status = f"visdet: configuration error: {error}", EXIT_CONFIG
-    except CheckpointError as error:
+    elif isinstance(error, CheckpointError):
         line, status = f"visdet: checkpoint error: {error}", EXIT_FAILURE
-    except ImageLoadError as error:
+    elif isinstance(error, ImageLoadError):
         line, status = f"visdet: data error: {error}", EXIT_FAILURE
-    except NonFiniteTrainingError as error:
+    elif isinstance(error, NonFiniteTrainingError):
         line, status = f"visdet: training error: {error}", EXIT_FAILURE
-    except KeyboardInterrupt:
+    elif _interrupted(error):
         note = on_interrupt() if on_interrupt is not None else ""
         line, status = f"visdet: interrupted (Ctrl-C){'; ' + note if note else ''}", EXIT_INTERRUPTED
+    else:
+        raise error
     print(line, file=sys.stderr)
     if debug:
-        traceback.print_exc()
+        traceback.print_exception(error)
     return status
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is Ctrl-C or was raised while handling it.
+
+    mmengine's ``Config.pretty_text`` (run at every checkpoint save) wraps its
+    formatter in a bare ``except`` and raises ``SyntaxError`` instead, so a
+    Ctrl-C during a save arrives as that error with the interrupt as its context.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _hub_cache_file(url: str) -> str:
@@ -121,43 +141,47 @@ def _remote_url(filename: str) -> str | None:
 
 
 def refuse_downloads() -> None:
-    """Make mmengine's remote checkpoint schemes load only what is already on disk (idempotent).
+    """Make mmengine's remote checkpoint schemes read only the torch hub cache (idempotent).
 
     mmengine 0.10 downloads ``torchvision://``, ``open-mmlab://``, ``http(s)://``
     (and similar) checkpoints with ``torch.hub.load_state_dict_from_url``, e.g.
     for an mmdet-style ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')``;
     without network that ends in a ``URLError`` traceback after the model is
-    built. visdet downloads nothing: a file already in the torch hub cache is
-    loaded by mmengine's own loader (which then reads the cache), anything else
-    is a :class:`ConfigError` saying how to pass a local file.
+    built. visdet downloads nothing: a file already in the torch hub cache
+    (``torch.hub.get_dir()/checkpoints``, where a download would have put it) is
+    read with visdet's safe loader, anything else is a :class:`ConfigError`
+    saying how to pass a local file.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
     if getattr(CheckpointLoader._schemes.get("torchvision://"), "visdet_no_download", False):
         return
-    for prefix in REMOTE_SCHEMES:
-        original = CheckpointLoader._schemes.get(prefix)
-        if original is None:
-            continue
 
-        def load_cached(filename: str, map_location: Any = None, _original: Callable = original) -> Any:
-            try:
-                url = _remote_url(filename)
-            except KeyError:  # not in the scheme's table: mmengine would raise a bare KeyError
-                raise ConfigError(f"checkpoint '{filename}' names no model mmengine knows for that scheme",
-                                  None) from None
-            if url is None or not osp.isfile(_hub_cache_file(url)):
-                where = f" ({url})" if url and url != filename else ""
-                cache = osp.dirname(_hub_cache_file(url)) if url else osp.join(torch.hub.get_dir(), "checkpoints")
-                raise ConfigError(
-                    f"checkpoint '{filename}'{where} is remote and visdet downloads nothing (it is not in the torch "
-                    f"hub cache {cache} either). Download the file yourself and give its local path instead, e.g. "
-                    "model.backbone.init_cfg=dict(type='Pretrained', checkpoint='/path/to/file.pth') or "
-                    "load_from='/path/to/file.pth'; or put it in that cache folder", None)
-            return _original(filename, map_location)
+    def load_cached(filename: str, map_location: Any = None) -> Any:
+        from visdet.engine.checkpoint_io import load_checkpoint_file
 
-        load_cached.visdet_no_download = True  # type: ignore[attr-defined]
-        CheckpointLoader.register_scheme(prefixes=prefix, loader=load_cached, force=True)
+        try:
+            url = _remote_url(filename)
+        except KeyError:  # not in the scheme's table: mmengine would raise a bare KeyError
+            raise ConfigError(f"checkpoint '{filename}' names no model mmengine knows for that scheme", None) from None
+        cached = _hub_cache_file(url) if url else None
+        if cached is None or not osp.isfile(cached):
+            where = f" ({url})" if url and url != filename else ""
+            cache = osp.dirname(cached) if cached else osp.join(torch.hub.get_dir(), "checkpoints")
+            raise ConfigError(
+                f"checkpoint '{filename}'{where} is remote and visdet downloads nothing (it is not in the torch "
+                f"hub cache {cache} either). Download the file yourself and give its local path instead, e.g. "
+                "model.backbone.init_cfg=dict(type='Pretrained', checkpoint='/path/to/file.pth') or "
+                "load_from='/path/to/file.pth'; or put it in that cache folder", None)
+        checkpoint = load_checkpoint_file(cached, map_location)
+        if filename.startswith("mmcls://"):
+            from mmengine.runner.checkpoint import _process_mmcls_checkpoint
+
+            checkpoint = _process_mmcls_checkpoint(checkpoint)
+        return checkpoint
+
+    load_cached.visdet_no_download = True  # type: ignore[attr-defined]
+    CheckpointLoader.register_scheme(prefixes=list(REMOTE_SCHEMES), loader=load_cached, force=True)
 
 
 def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Config:
