@@ -295,3 +295,19 @@ def test_num_classes_against_a_wrapped_dataset():
     cfg = _wrapped()
     cfg.model.roi_head.bbox_head.num_classes = 80
     assert "train_dataloader.dataset.dataset.metainfo.classes" in _error(cfg)
+
+
+# --- top-level values the Runner passes on as they are ---------------------------------------------
+
+@pytest.mark.parametrize("options, key, text", [
+    ({"log_level": "INOF"}, "log_level", "did you mean 'INFO'"),
+    ({"resume": "yes"}, "resume", "True or False"),
+    ({"compile": dict(bakend="eager")}, "compile.bakend", "did you mean 'backend'"),
+    ({"param_scheduler.1.end": 0}, "param_scheduler[1].end", "larger than begin"),
+    ({"param_scheduler.1.end": "2"}, "param_scheduler[1].end", "number >= 0"),
+    ({"param_scheduler.0.convert_to_iter_based": True}, "param_scheduler[0].convert_to_iter_based",
+     "needs by_epoch=True"),
+])
+def test_top_level_values(options, key, text):
+    message = _error(_small(**options))
+    assert message.startswith(f"{key}:") and text in message, message

@@ -255,6 +255,8 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
                 raise ConfigError("is needed by auto_scale_lr (the lr is scaled by batch_size x processes / "
                                   "base_batch_size)", "train_dataloader.batch_size")
 
+    _check_top_level_values(cfg)
+
     env_cfg = cfg.get("env_cfg")
     if env_cfg is not None:
         _check_env_cfg(_as_dict(env_cfg, "env_cfg"))
@@ -295,6 +297,54 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
                 # Visualizer.__init__ pops 'name' and fills 'save_dir' itself.
                 check_against(backend, backend_cls, backend_key, given=("save_dir",),
                               extra=("type", "_scope_", "name"), list_given=True)
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_top_level_values(cfg: Mapping[str, Any]) -> None:
+    """log_level, resume, compile, model_wrapper_cfg and the schedulers' begin/end: what the Runner passes on as is."""
+    import torch
+
+    from visdet.registry import MODEL_WRAPPERS, PARAM_SCHEDULERS
+
+    log_level = cfg.get("log_level")
+    if log_level is not None and not isinstance(log_level, int) and str(log_level).upper() not in _LOG_LEVELS:
+        raise ConfigError(f"must be one of {', '.join(_LOG_LEVELS)}, got {describe(log_level)}"
+                          f"{suggestion_text(str(log_level).upper(), _LOG_LEVELS)}", "log_level")
+    if "resume" in cfg and cfg["resume"] is not None:
+        check_bool(cfg["resume"], "resume")
+    compile_cfg = cfg.get("compile")
+    if compile_cfg is not None and not isinstance(compile_cfg, bool):
+        compile_cfg = _as_dict(compile_cfg, "compile")
+        # Runner._maybe_compile calls torch.compile(train_step, **compile).
+        check_against(compile_cfg, torch.compile, "compile", given=("model",), extra=())
+    wrapper = cfg.get("model_wrapper_cfg")
+    if isinstance(wrapper, Mapping):
+        cls = resolve(wrapper, MODEL_WRAPPERS, "model_wrapper_cfg", "model wrapper")
+        check_against(wrapper, cls, "model_wrapper_cfg", given=("module",))
+    schedulers = cfg.get("param_scheduler")
+    if isinstance(schedulers, Mapping) and "type" in schedulers:
+        schedulers = [schedulers]
+    for suffix, scheduler in items(schedulers or []):
+        if not isinstance(scheduler, Mapping):
+            continue
+        key = f"param_scheduler{suffix}"
+        begin, end = scheduler.get("begin", 0), scheduler.get("end", _INF)
+        for name, value in (("begin", begin), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
+                raise ConfigError(f"must be a number >= 0 (an epoch, or an iteration when by_epoch=False), "
+                                  f"got {describe(value)}", f"{key}.{name}")
+        if end <= begin:
+            raise ConfigError(f"must be larger than begin ({begin}), got {end}; the scheduler would never run",
+                              f"{key}.end")
+        if isinstance(scheduler.get("type"), str) and PARAM_SCHEDULERS.get(scheduler["type"]) is not None:
+            by_epoch = scheduler.get("by_epoch", True)
+            if not isinstance(by_epoch, bool):
+                check_bool(by_epoch, f"{key}.by_epoch")
+            if scheduler.get("convert_to_iter_based") and not by_epoch:
+                raise ConfigError("needs by_epoch=True: it converts an epoch schedule to per-iteration steps",
+                                  f"{key}.convert_to_iter_based")
 
 
 def _check_env_cfg(env_cfg: Mapping[str, Any]) -> None:
