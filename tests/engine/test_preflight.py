@@ -7,6 +7,7 @@ import pytest
 from mmengine.config import Config
 
 from visdet.engine.preflight import check_config
+from visdet.engine.preflight_sections import frozen_backbone_warnings, schedule_warnings
 from visdet.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,9 @@ def _small() -> Config:
 def test_every_shipped_config_passes(path):
     check_config(Config.fromfile(str(path)))
     check_config(Config.fromfile(str(path)), training=False)  # what tools/test.py checks
+    # Their schedules end with training and nothing random is frozen: no warnings either.
+    assert schedule_warnings(Config.fromfile(str(path))) == []
+    assert frozen_backbone_warnings(Config.fromfile(str(path))) == []
 
 
 def _error(cfg: Config) -> str:

@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from visdet.engine.preflight import check_config
+from visdet.engine.preflight_sections import schedule_warnings
 from visdet.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,6 +226,17 @@ def test_the_suggested_fix_silences_the_warning():
     cfg = _small(**{"train_cfg.max_epochs": 3})
     cfg.merge_from_dict({"param_scheduler.1.end": 3})  # what --cfg-options param_scheduler.1.end=3 does
     assert _check_warnings(cfg) == []
+
+
+def test_the_override_docs_training_md_shows_warns_on_the_main_config():
+    # docs/training.md: --cfg-options optim_wrapper.optimizer.lr=1e-4 train_cfg.max_epochs=4 (the config has 5).
+    cfg = Config.fromfile(str(REPO / "configs" / "faster_rcnn_adamw.py"))
+    cfg.merge_from_dict({"optim_wrapper.optimizer.lr": 1e-4, "train_cfg.max_epochs": 4})
+    messages = schedule_warnings(cfg)
+    assert len(messages) == 1 and messages[0].startswith("param_scheduler[1].end: the schedule ends at epoch 5")
+    assert "cut off" in messages[0] and "param_scheduler.1.end=4" in messages[0]
+    cfg.merge_from_dict({"param_scheduler.1.end": 4})
+    assert schedule_warnings(cfg) == []
 
 
 def test_a_schedule_cut_off_by_a_shorter_run_warns():
