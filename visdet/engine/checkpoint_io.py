@@ -8,7 +8,12 @@ Two gaps in mmengine 0.10.x, closed through its own extension points:
   ``--resume`` then fails on it. :class:`AtomicLocalBackend` replaces the
   ``local`` storage backend (``mmengine.fileio.register_backend``): it writes a
   temporary file in the same folder, fsyncs it and renames it over the target,
-  so a reader sees the old file or the new one, never a mix.
+  so a reader sees the old file or the new one, never a mix. The file gets
+  the mode ``open`` would give it (``0o666`` less the umask). A process killed
+  mid-write leaves its ``.<name>.XXXXXXXX.tmp``; :func:`remove_stale_temporaries`
+  removes them when the next run starts (visdet's ``CheckpointHook`` calls it).
+  (mmengine's CheckpointHook writes the small ``last_checkpoint`` pointer with
+  the builtin ``open``, not through the backend.)
 * **Safe loading.** mmengine's local checkpoint loader calls ``torch.load``
   with the default of the installed torch. :func:`load_checkpoint_file` always
   uses ``weights_only=True`` with an explicit allowlist (:data:`SAFE_GLOBALS`);
@@ -63,13 +68,36 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask: from /proc on Linux, else by setting it and putting it back at once.
+
+    ``os.umask`` can only read by setting, which for that instant changes the mode
+    of files other threads create; /proc/self/status reads it without side effect.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is never seen partly written."""
+    """Write ``data`` to ``path`` so that ``path`` is never seen partly written.
+
+    The file gets the mode ``open(path, 'wb')`` would give it (``0o666`` less
+    the umask): ``mkstemp`` makes its temporary ``0o600`` whatever the umask.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -81,6 +109,31 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
             pass
         raise
     _fsync_dir(target.parent)
+
+
+#: The temporaries :func:`atomic_write_bytes` makes: ``.<name>.`` + mkstemp's 8 random characters + ``.tmp``.
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_write_bytes` in ``folder``; the paths removed.
+
+    A process killed during a write leaves its temporary behind (as large as the
+    checkpoint). Call this where no other process is writing in ``folder``: when
+    a run starts (:class:`visdet.engine.hooks.CheckpointHook` does, on rank 0).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.iterdir()):
+        if _TEMPORARY.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 class AtomicLocalBackend(LocalBackend):

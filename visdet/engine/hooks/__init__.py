@@ -2,10 +2,12 @@
 from visdet.engine.optim.quiet import quiet_import
 
 quiet_import("mmengine.optim")  # via mmengine.hooks; see visdet/models/__init__.py
+from visdet.engine.hooks.checkpoint_hook import CheckpointHook
 from visdet.engine.hooks.curve_plot_hook import CurvePlotHook
 from visdet.engine.hooks.memory_log_hook import MemoryLogHook
 from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
 from visdet.engine.hooks.rng_state_hook import RNGStateHook
 from visdet.engine.hooks.schedule_free import ScheduleFreeHook
 
-__all__ = ["CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook", "ScheduleFreeHook"]
+__all__ = ["CheckpointHook", "CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook",
+           "ScheduleFreeHook"]
