@@ -212,12 +212,16 @@ def is_current(root: str | Path, spec: EmbeddedDataSpec) -> bool:
 
 def generate(root: str | Path, spec: EmbeddedDataSpec | None = None) -> Path:
     """Write the train and val splits under ``root`` (replacing an outdated set); return ``root``."""
+    from visdet.engine.checkpoint_io import current_umask
+
     spec = spec or EmbeddedDataSpec()
     spec.validate()
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
+        # mkdtemp makes 0o700 whatever the umask; the data set folder gets what mkdir would give it.
+        staging.chmod(0o777 & ~current_umask())
         # Separate streams per split, so changing num_train leaves the val images unchanged.
         train_rng, val_rng = (np.random.default_rng([spec.seed, i]) for i in (0, 1))
         _write_split(staging, "train", spec.num_train, train_rng, spec)
