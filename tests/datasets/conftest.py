@@ -51,3 +51,9 @@ def coco_root(tmp_path: Path) -> Path:
 def dataset_cfg(coco_root: Path) -> dict:
     return dict(type='CocoDataset', data_root=str(coco_root), ann_file='annotations/ann.json',
                 data_prefix=dict(img='images/'), metainfo=dict(classes=('cat', 'dog', 'bird')))
+
+
+@pytest.fixture
+def coco_writer():
+    """``write_coco`` for tests that write their own images and annotations (conftest is not importable)."""
+    return write_coco

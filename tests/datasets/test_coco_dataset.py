@@ -85,7 +85,12 @@ def test_pipeline_dicts_build_without_a_runner(dataset_cfg):
     assert sample.gt_instances.labels.tolist() == [1]
 
 
-def test_building_prints_nothing(dataset_cfg, capsys):
+def test_building_prints_nothing(dataset_cfg, coco_root, capsys):
+    # Without the fixture's two deliberately unusable boxes (those are logged as dropped).
+    path = coco_root / 'annotations' / 'ann.json'
+    data = json.loads(path.read_text())
+    data['annotations'] = [a for a in data['annotations'] if a['id'] not in (3, 4)]
+    path.write_text(json.dumps(data))
     build(dataset_cfg)
     out = capsys.readouterr()
     assert out.out == '' and out.err == ''

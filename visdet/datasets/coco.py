@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os.path as osp
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -47,6 +48,60 @@ _REQUIRED = {
     'annotations': ('id', 'image_id', 'category_id', 'bbox'),
     'categories': ('id', 'name'),
 }
+
+
+# Why an annotation of the file is not used, as the build-time summary words it
+# ("<file>: dropped 3 annotations <reason>"). Annotations left out on purpose
+# (a category outside metainfo.classes, ``ignore``) are not listed.
+DROP_REASONS = {
+    'unknown_image': "whose image_id is not in 'images'",
+    'unknown_category': "whose category_id is not in 'categories'",
+    'non_numeric': 'with non-numeric coordinates',
+    'non_finite': 'with non-finite coordinates (NaN or infinity)',
+    'non_positive': 'with zero or negative width/height',
+    'sub_pixel': 'narrower or shorter than 1 pixel',
+    'zero_area': "with an 'area' that is not positive",
+    'outside': 'lying entirely outside their image',
+}
+
+
+def box_problem(ann: dict, width: float, height: float) -> str | None:
+    """The ``DROP_REASONS`` key of a COCO box that cannot be trained on, or None for a usable one.
+
+    Non-finite coordinates are dropped, never clamped: an infinite height is a
+    broken record, not a box reaching the image edge.
+    """
+    try:
+        x1, y1, w, h = (float(v) for v in ann['bbox'])
+    except (TypeError, ValueError):
+        return 'non_numeric'
+    if not all(math.isfinite(v) for v in (x1, y1, w, h)):
+        return 'non_finite'
+    if w <= 0 or h <= 0:
+        return 'non_positive'
+    if w < 1 or h < 1:
+        return 'sub_pixel'
+    try:
+        area = float(ann.get('area', w * h))
+    except (TypeError, ValueError):
+        area = math.nan
+    if not area > 0:  # also NaN
+        return 'zero_area'
+    inter_w = min(x1 + w, width) - max(x1, 0.0)
+    inter_h = min(y1 + h, height) - max(y1, 0.0)
+    if inter_w <= 0 or inter_h <= 0:
+        return 'outside'
+    return None
+
+
+def drop_summary(ann_file: str, dropped: dict[str, list[Any]], total: int) -> list[str]:
+    """One line per reason: ``<file>: dropped 3 of 120 annotations with ... (ids 4, 7, 9)``."""
+    lines = []
+    for reason, ids in dropped.items():
+        shown_ids = ', '.join(str(i) for i in ids[:5]) + (', ...' if len(ids) > 5 else '')
+        lines.append(f'{_shown(ann_file)}: dropped {len(ids)} of {total} annotations '
+                     f'{DROP_REASONS[reason]} (ids {shown_ids})')
+    return lines
 
 
 def _shown(path: str) -> str:
@@ -232,6 +287,19 @@ class CocoDataset(BaseDataset):
             raise
         self.cat2label = {cat_id: label for label, cat_id in enumerate(self.cat_ids)}
 
+        if not data['images']:
+            raise DatasetConfigError(
+                f"{_shown(self.ann_file)} lists no images ('images' is empty); point `dataset.ann_file` "
+                'at an annotation file with images.', key='dataset.ann_file')
+        img_ids = {img['id'] for img in data['images']}
+        self._all_cat_ids = {cat['id'] for cat in data['categories']}
+        # pycocotools indexes annotations by image, so one whose image is not listed is never
+        # seen: count it here. parse_data_info adds the boxes it drops.
+        self._dropped: dict[str, list[Any]] = {}
+        for ann in data['annotations']:
+            if ann['image_id'] not in img_ids:
+                self._dropped.setdefault('unknown_image', []).append(ann['id'])
+
         coco = quiet_coco(data)
         data_list = []
         for img_id in coco.getImgIds():
@@ -245,21 +313,28 @@ class CocoDataset(BaseDataset):
                 "holds the images named by 'file_name'.", key='dataset.data_prefix.img')
         if self.check_images:
             check_image_headers(info['img_path'] for info in data_list)
+        for line in drop_summary(self.ann_file, self._dropped, len(data['annotations'])):
+            print_log(line, logger='current', level=logging.WARNING)
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """One COCO image record and its annotations -> mmdet data info (boxes as xyxy)."""
         img_info = raw_data_info['raw_img_info']
         width, height = img_info['width'], img_info['height']
+        all_cat_ids = getattr(self, '_all_cat_ids', None)  # None: called outside load_data_list
+        dropped = getattr(self, '_dropped', {})
         instances = []
         for ann in raw_data_info['raw_ann_info']:
+            if all_cat_ids is not None and ann['category_id'] not in all_cat_ids:
+                dropped.setdefault('unknown_category', []).append(ann['id'])
+                continue
             if ann.get('ignore', False) or ann['category_id'] not in self.cat2label:
+                continue  # left out on purpose: not counted
+            problem = box_problem(ann, width, height)
+            if problem is not None:
+                dropped.setdefault(problem, []).append(ann['id'])
                 continue
             x1, y1, w, h = (float(v) for v in ann['bbox'])
-            inter_w = max(0.0, min(x1 + w, width) - max(x1, 0.0))
-            inter_h = max(0.0, min(y1 + h, height) - max(y1, 0.0))
-            if inter_w * inter_h == 0 or w < 1 or h < 1 or ann.get('area', w * h) <= 0:
-                continue
             instances.append(dict(bbox=[x1, y1, x1 + w, y1 + h],
                                   bbox_label=self.cat2label[ann['category_id']],
                                   ignore_flag=1 if ann.get('iscrowd', 0) else 0))
@@ -267,18 +342,56 @@ class CocoDataset(BaseDataset):
                     img_id=img_info['img_id'], height=height, width=width, instances=instances)
 
     def filter_data(self) -> list[dict]:
-        """Drop images without a usable box and too-small images (never in ``test_mode``)."""
+        """Drop images without a usable box and too-small images (never in ``test_mode``).
+
+        Raises:
+            DatasetConfigError: nothing is left (mmengine would fail later with
+                "need at least one array to concatenate"); the message names the
+                filter, its value, and what each filter removes on its own.
+        """
         if self.test_mode or not self.filter_cfg:
             return self.data_list
         filter_empty_gt = self.filter_cfg.get('filter_empty_gt', False)
         min_size = self.filter_cfg.get('min_size', 0)
-        kept = []
-        for info in self.data_list:
-            if filter_empty_gt and not any(inst['ignore_flag'] == 0 for inst in info['instances']):
-                continue
-            if min(info['width'], info['height']) >= min_size:
-                kept.append(info)
+        empty = [filter_empty_gt and not any(inst['ignore_flag'] == 0 for inst in info['instances'])
+                 for info in self.data_list]
+        small = [min(info['width'], info['height']) < min_size for info in self.data_list]
+        kept = [info for info, e, s in zip(self.data_list, empty, small) if not (e or s)]
+        if not kept:
+            raise self._filtered_out_error(filter_empty_gt, min_size, empty, small)
         return kept
+
+    def _filtered_out_error(self, filter_empty_gt: bool, min_size: float, empty: list[bool],
+                            small: list[bool]) -> DatasetConfigError:
+        """The error for a filter_cfg that leaves no image: which filter, its counts, and what would work."""
+        total, n_empty, n_small = len(self.data_list), sum(empty), sum(small)
+        empty_text = (f'filter_empty_gt=True removes {n_empty} (no usable non-crowd box)' if filter_empty_gt
+                      else 'filter_empty_gt is off')
+        small_text = (f'min_size={min_size} removes {n_small} (shorter side below {min_size})' if min_size
+                      else 'min_size is off')
+        counts = f'{_shown(self.ann_file)} has {total} images; {empty_text}, {small_text}'
+
+        with_boxes = [min(info['width'], info['height']) for info, e in zip(self.data_list, empty) if not e]
+        largest = max(with_boxes, default=0)
+        if n_small == total and with_boxes:
+            return DatasetConfigError(
+                f'{min_size} filters out every image: {counts}. The largest image with a usable box has a '
+                f'shorter side of {largest}: set min_size to at most {largest} (min_size={largest} keeps '
+                f'{sum(side >= largest for side in with_boxes)} of {total}), or to 0 for no size filter.',
+                key='dataset.filter_cfg.min_size')
+        if n_empty == total:
+            dropped = sum(len(ids) for ids in getattr(self, '_dropped', {}).values())
+            why = (f'; {dropped} annotations were dropped as invalid (see the warning logged above)'
+                   if dropped else '')
+            return DatasetConfigError(
+                f'True filters out every image: {counts}. No image has a non-crowd box of the classes '
+                f'{tuple(self._metainfo["classes"])}{why}. Check that metainfo.classes names categories '
+                'of the file that have boxes, or set filter_empty_gt=False.',
+                key='dataset.filter_cfg.filter_empty_gt')
+        return DatasetConfigError(
+            f'{dict(self.filter_cfg)} filters out every image together: {counts}; the images with boxes have '
+            f'shorter sides up to {largest}, so a min_size of at most {largest} keeps some.',
+            key='dataset.filter_cfg')
 
     def get_cat_ids(self, idx: int) -> list[int]:
         """Labels of the boxes of image ``idx`` (used by class-balanced samplers)."""

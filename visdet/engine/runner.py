@@ -16,6 +16,7 @@ from typing import Any
 
 from mmengine.runner import Runner as MMEngineRunner
 
+from visdet.datasets.errors import dataset_config_section
 from visdet.registry import RUNNERS
 
 
@@ -42,3 +43,17 @@ class Runner(MMEngineRunner):
         if save_optimizer and self.optim_wrapper is not None:
             consolidate_sharded_optimizer_state(self.optim_wrapper)
         super().save_checkpoint(out_dir, filename, *args, save_optimizer=save_optimizer, **kwargs)
+
+    # A dataset's errors name its own keys ('dataset.filter_cfg.min_size'); the loop builds its
+    # dataloader, so the section is known here and prefixed ('train_dataloader.dataset...').
+    def build_train_loop(self, loop: Any) -> Any:
+        with dataset_config_section("train_dataloader"):
+            return super().build_train_loop(loop)
+
+    def build_val_loop(self, loop: Any) -> Any:
+        with dataset_config_section("val_dataloader"):
+            return super().build_val_loop(loop)
+
+    def build_test_loop(self, loop: Any) -> Any:
+        with dataset_config_section("test_dataloader"):
+            return super().build_test_loop(loop)
