@@ -86,29 +86,34 @@ def _more(items: list, limit: int) -> str:
     return f" (+{len(items) - limit} more)" if len(items) > limit else ""
 
 
-def read_state_dict(path: str | os.PathLike, allow_unsafe: bool | None = None) -> Mapping[str, Any]:
-    """The weights a checkpoint file or DeepSpeed folder gives the model, as mmengine's loading sees them.
+def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
+    """The weights a checkpoint gives the model, read as ``Runner.load_checkpoint`` reads them.
+
+    mmengine's ``CheckpointLoader`` picks the loader visdet installed for the
+    path (:mod:`visdet.engine.checkpoint_io`: a file with the safe loader, a
+    DeepSpeed folder's module weights; a remote name only from the torch hub
+    cache); then, as in mmengine, the ``state_dict`` entry with ``module.`` stripped.
 
     Raises:
-        CheckpointError: The file cannot be read (see :mod:`visdet.engine.checkpoint_io`)
-            or holds no state dict.
+        CheckpointError: The checkpoint cannot be read, or holds no state dict.
     """
-    from visdet.engine.checkpoint_io import load_checkpoint_file
-    from visdet.engine.strategies.ds_weights import load_deepspeed_weights
+    from mmengine.runner.checkpoint import CheckpointLoader
 
-    path = os.path.expanduser(os.fspath(path))
-    if os.path.isdir(path):
-        checkpoint = load_deepspeed_weights(path, map_location="cpu")
-    else:
-        checkpoint = load_checkpoint_file(path, map_location="cpu", allow_unsafe=allow_unsafe)
+    path = os.fspath(path)
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location="cpu", logger="current")
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointError(f"checkpoint {os.path.abspath(path)} holds a {type(checkpoint).__name__}, "
-                              "not a state dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a state dict")
     state = checkpoint.get("state_dict", checkpoint)
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"checkpoint {os.path.abspath(path)}: its 'state_dict' is a "
-                              f"{type(state).__name__}, not a dict of tensors")
+        raise CheckpointError(f"checkpoint {path}: its 'state_dict' is a {type(state).__name__}, "
+                              "not a dict of tensors")
     return {_PREFIX.sub("", key): value for key, value in state.items()}
+
+
+def _name(path: str | os.PathLike) -> str:
+    """A local checkpoint by its absolute path; a remote one (``https://``, ``torchvision://``) as given."""
+    path = os.fspath(path)
+    return os.path.abspath(path) if os.path.exists(path) else path
 
 
 def compare_state_dicts(model_state: Mapping[str, Any], checkpoint_state: Mapping[str, Any]) -> WeightsFit:
@@ -149,29 +154,28 @@ def model_state_dict(runner: Any) -> Mapping[str, Any]:
         return MODELS.build(model).state_dict()
 
 
-def check_evaluation_weights(runner: Any, path: str | os.PathLike, allow_partial: bool = False,
-                             allow_unsafe: bool | None = None) -> WeightsFit:
+def check_evaluation_weights(runner: Any, path: str | os.PathLike, allow_partial: bool = False) -> WeightsFit:
     """Refuse a checkpoint that does not fill the evaluated model exactly (``tools/test.py``).
 
     An mAP of partly random weights is a wrong number, so any difference is a
     CheckpointError naming the first keys; ``allow_partial`` (``--allow-partial-load``)
     evaluates anyway and logs the counts as a WARNING.
     """
-    fit = compare_state_dicts(model_state_dict(runner), read_state_dict(path, allow_unsafe))
+    fit = compare_state_dicts(model_state_dict(runner), read_state_dict(path))
     if fit.exact:
         return fit
     if not allow_partial:
         raise CheckpointError(
-            f"checkpoint {os.path.abspath(path)} does not fit the model of this config ({fit.counts()}); "
+            f"checkpoint {_name(path)} does not fit the model of this config ({fit.counts()}); "
             f"{fit.details()}. Evaluating it would score partly random weights: pass the config it was trained "
             "with, or --allow-partial-load to evaluate anyway")
-    print_log(f"--allow-partial-load: evaluating {os.path.abspath(path)}, which fits the model only in part "
+    print_log(f"--allow-partial-load: evaluating {_name(path)}, which fits the model only in part "
               f"({fit.counts()}; the rest keeps its initial values): {fit.details()}",
               logger="current", level=logging.WARNING)
     return fit
 
 
-def check_load_from(runner: Any, allow_unsafe: bool | None = None) -> WeightsFit | None:
+def check_load_from(runner: Any) -> WeightsFit | None:
     """``load_from`` in training: refuse a checkpoint that shares no weight with the model, warn on a partial fit.
 
     Resuming is left to mmengine (it restores the optimizer too, so a misfit fails there).
@@ -179,7 +183,7 @@ def check_load_from(runner: Any, allow_unsafe: bool | None = None) -> WeightsFit
     path = runner.cfg.get("load_from")
     if not path or runner.cfg.get("resume"):
         return None
-    fit = compare_state_dicts(model_state_dict(runner), read_state_dict(path, allow_unsafe))
+    fit = compare_state_dicts(model_state_dict(runner), read_state_dict(path))
     if fit.loaded == 0 and fit.model_keys:
         raise CheckpointError(
             f"load_from={path} shares no weight with the model of this config ({fit.counts()}); {fit.details()}. "
