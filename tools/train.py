@@ -20,6 +20,7 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_back
                                   prepare_strategy, run_reporting_errors, set_launcher, set_resume,
                                   set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
+from visdet.engine.resume_check import fresh_optimizer_requested  # noqa: E402
 from visdet.errors import ConfigError  # noqa: E402
 from visdet.engine.weights_check import check_load_from  # noqa: E402
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.amp:
             enable_amp(cfg)
         set_resume(cfg, args.resume)
+        fresh_optimizer_requested(cfg)  # resume_optimizer must be a bool: say so before building
         add_vis_backends(cfg)
         prepare_strategy(cfg)  # strategy mistakes first (ZeRO stage, offload), then the rest of the config
         check_config(cfg)

@@ -31,7 +31,7 @@ RUNNER_KEYS = frozenset({
     "default_hooks", "custom_hooks", "data_preprocessor", "load_from", "resume", "launcher", "env_cfg",
     "log_processor", "log_level", "visualizer", "default_scope", "randomness", "experiment_name",
     "runner_type", "embedded_data", "model_wrapper_cfg", "find_unused_parameters", "sync_bn", "compile",
-    "strategy", "cfg",
+    "strategy", "cfg", "resume_optimizer",
 })
 # A top-level key this close to a runner key is a typo, not a helper variable like ``data_root``.
 _TYPO_CUTOFF = 0.85

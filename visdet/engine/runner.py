@@ -44,6 +44,17 @@ class Runner(MMEngineRunner):
             consolidate_sharded_optimizer_state(self.optim_wrapper)
         super().save_checkpoint(out_dir, filename, *args, save_optimizer=save_optimizer, **kwargs)
 
+    def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
+               map_location: Any = "default") -> None:
+        """mmengine's resume; an optimizer state that does not fit the config's is a ConfigError before training.
+
+        ``resume_optimizer=False`` in the config starts the optimizer fresh
+        instead (see :mod:`visdet.engine.resume_check`).
+        """
+        from visdet.engine.resume_check import resume_checked
+
+        resume_checked(self, super().resume, filename, resume_optimizer, resume_param_scheduler, map_location)
+
     # A dataset's errors name its own keys ('dataset.filter_cfg.min_size'); the loop builds its
     # dataloader, so the section is known here and prefixed ('train_dataloader.dataset...').
     def build_train_loop(self, loop: Any) -> Any:
