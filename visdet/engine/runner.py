@@ -12,6 +12,7 @@ full state and ``ZeroRedundancyOptimizer.load_state_dict`` keeps its own shard.
 """
 from __future__ import annotations
 
+import os.path as osp
 from typing import Any
 
 from mmengine.runner import Runner as MMEngineRunner
@@ -33,8 +34,48 @@ def consolidate_sharded_optimizer_state(optim_wrapper: Any) -> None:
             optimizer.consolidate_state_dict(to=0)
 
 
+def latest_checkpoint(work_dir: str) -> str | None:
+    """The checkpoint ``work_dir/last_checkpoint`` names (what mmengine's auto-resume picks); None without one.
+
+    Raises:
+        CheckpointError: the pointer file is empty (a run killed while writing it).
+    """
+    pointer = osp.join(work_dir, "last_checkpoint")
+    if not osp.isfile(pointer):
+        return None
+    with open(pointer, encoding="utf-8") as handle:
+        path = handle.read().strip()
+    if not path:
+        from visdet.errors import CheckpointError
+
+        raise CheckpointError(f"{pointer} is empty, so it names no checkpoint to resume from; pass one: "
+                              f"--resume {osp.join(work_dir, 'epoch_N.pth')}")
+    return path
+
+
+class AutoResume:
+    """``resume=True`` without ``load_from`` (``--resume`` alone): say plainly what is resumed, or that nothing is.
+
+    mmengine logs "Auto resumed from the latest checkpoint None." and starts a
+    new run when the work dir has no checkpoint. Here that case is one warning
+    and a new run; otherwise the latest checkpoint is resumed as if given by
+    name (mmengine's own branch for ``load_from``). For Runner and FlexibleRunner.
+    """
+
+    def load_or_resume(self) -> None:
+        if not self._has_loaded and self._resume is True and self._load_from is None:
+            latest = latest_checkpoint(self.work_dir)
+            if latest is None:
+                self.logger.warning(f"--resume: no checkpoint in {self.work_dir}, starting a new run")
+                self._resume = False
+            else:
+                self.logger.info(f"--resume: resuming from {latest}, the latest checkpoint in {self.work_dir}")
+                self._load_from = latest
+        return super().load_or_resume()
+
+
 @RUNNERS.register_module(name="Runner", force=True)  # force: survives re-import
-class Runner(MMEngineRunner):
+class Runner(AutoResume, MMEngineRunner):
     """mmengine's ``Runner``; ``save_checkpoint`` also works with ZeroRedundancyOptimizer under DDP."""
 
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, save_optimizer: bool = True,
