@@ -163,3 +163,15 @@ def test_categories_outside_classes_are_left_out_without_a_warning(bad_cfg, warn
     assert [len(ds.get_data_info(i)['instances']) for i in range(len(ds))] == [0, 1]
     assert not any('category_id' in r.getMessage() and "'6'" in r.getMessage() for r in warnings_logged)
     assert any('whose category_id is not in' in r.getMessage() for r in warnings_logged)  # id 99 still is
+
+
+@pytest.mark.parametrize('filter_cfg, key, fragment', [
+    (dict(min_sizes=32), 'dataset.filter_cfg', "unknown keys ['min_sizes']"),
+    (dict(min_size='32'), 'dataset.filter_cfg.min_size', "is '32'; expected a number"),
+    (dict(min_size=-1), 'dataset.filter_cfg.min_size', 'is -1; expected a number'),
+    (True, 'dataset.filter_cfg', 'is True; expected a dict'),
+])
+def test_bad_filter_cfg_is_named(dataset_cfg, filter_cfg, key, fragment):
+    with pytest.raises(DatasetConfigError) as err:
+        build(dataset_cfg, filter_cfg=filter_cfg)
+    assert err.value.key == key and fragment in str(err.value)

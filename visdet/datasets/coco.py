@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import os.path as osp
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -221,7 +222,14 @@ class CocoDataset(BaseDataset):
     ``filter_cfg=dict(filter_empty_gt=True, min_size=32)`` drops (outside
     ``test_mode``) images without any non-crowd box and images whose shorter
     side is below ``min_size``. mmdet keeps images whose only boxes are crowd
-    or invalid; they carry no training signal, so they are dropped here.
+    or invalid; they carry no training signal, so they are dropped here. A
+    ``filter_cfg`` that leaves no image is a ``DatasetConfigError`` naming the
+    filter and what each removes.
+
+    Annotations that cannot be used (non-finite or non-numeric coordinates,
+    zero or negative size, under a pixel, outside the image, a category or
+    image the file does not define) are dropped, and each reason is logged
+    once at build as one WARNING line with its count (``DROP_REASONS``).
 
     ``check_images=True`` opens the header of every listed local image when the
     dataset is built, so a missing or unreadable file is named before training.
@@ -351,8 +359,7 @@ class CocoDataset(BaseDataset):
         """
         if self.test_mode or not self.filter_cfg:
             return self.data_list
-        filter_empty_gt = self.filter_cfg.get('filter_empty_gt', False)
-        min_size = self.filter_cfg.get('min_size', 0)
+        filter_empty_gt, min_size = self._filter_settings()
         empty = [filter_empty_gt and not any(inst['ignore_flag'] == 0 for inst in info['instances'])
                  for info in self.data_list]
         small = [min(info['width'], info['height']) < min_size for info in self.data_list]
@@ -360,6 +367,24 @@ class CocoDataset(BaseDataset):
         if not kept:
             raise self._filtered_out_error(filter_empty_gt, min_size, empty, small)
         return kept
+
+    def _filter_settings(self) -> tuple[bool, float]:
+        """``filter_cfg``'s two settings, checked: a misspelt key would otherwise filter nothing."""
+        allowed = ('filter_empty_gt', 'min_size')
+        if not hasattr(self.filter_cfg, 'keys'):
+            raise DatasetConfigError(f'is {self.filter_cfg!r}; expected a dict such as '
+                                     'dict(filter_empty_gt=True, min_size=32).', key='dataset.filter_cfg')
+        unknown = sorted(str(k) for k in self.filter_cfg if k not in allowed)
+        if unknown:
+            raise DatasetConfigError(
+                f'has unknown keys {unknown}; CocoDataset filters with {list(allowed)} '
+                '(e.g. filter_cfg=dict(filter_empty_gt=True, min_size=32)).', key='dataset.filter_cfg')
+        min_size = self.filter_cfg.get('min_size', 0)
+        if isinstance(min_size, bool) or not isinstance(min_size, numbers.Real) or not 0 <= min_size < math.inf:
+            raise DatasetConfigError(
+                f'is {min_size!r}; expected a number of pixels >= 0 (images whose shorter side is below it '
+                'are dropped; 0 keeps every size).', key='dataset.filter_cfg.min_size')
+        return bool(self.filter_cfg.get('filter_empty_gt', False)), min_size
 
     def _filtered_out_error(self, filter_empty_gt: bool, min_size: float, empty: list[bool],
                             small: list[bool]) -> DatasetConfigError:
