@@ -4,7 +4,8 @@ Run as a script by the resume tests:
     python kill_train.py WHEN TOOLS_TRAIN_ARGS...
 WHEN is ``never``, ``iter:K`` (right after training iteration K and its
 checkpoint hooks) or ``val:N`` (right after the N-th validation and every hook
-that runs after it, the best-checkpoint save included).
+that runs after it, the best-checkpoint save included); ``...:INT`` sends
+SIGINT (Ctrl-C) instead of SIGKILL.
 """
 import importlib.util
 import os
@@ -19,23 +20,24 @@ from mmengine.hooks import Hook  # noqa: E402
 
 
 class KillAt(Hook):
-    """SIGKILL (no clean-up at all) at ``when``; LOWEST priority, so after every shipped hook."""
+    """SIGKILL (no clean-up at all) or SIGINT at ``when``; LOWEST priority, so after every shipped hook."""
 
     priority = "LOWEST"
 
     def __init__(self, when: str) -> None:
-        self.kind, _, at = when.partition(":")
+        self.kind, at, name = (when.split(":") + ["", ""])[:3]
         self.at = int(at or 0)
+        self.signal = signal.SIGINT if name == "INT" else signal.SIGKILL
         self.validations = 0
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if self.kind == "iter" and runner.iter == self.at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signal)
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.validations += 1
         if self.kind == "val" and self.validations == self.at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signal)
 
 
 def main() -> int:
