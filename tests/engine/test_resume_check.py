@@ -69,6 +69,7 @@ def _logged_lrs(log: str) -> dict[int, float]:
     return {int(i): float(lr) for i, lr in re.findall(r"Epoch\(train\) \[2\]\[(\d+)/8\].*? lr: (\S+)", log)}
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `scheduler.step\(\)`")
 def test_resume_optimizer_false_resumes_model_and_schedule_with_a_fresh_optimizer(adamw_epoch_1, tmp_path):
     checkpoint, data = adamw_epoch_1
     work_dir = tmp_path / "w"

@@ -158,3 +158,13 @@ def test_debug_adds_the_traceback_after_the_line(tmp_path, tool):
     lines = _lines(result.stderr)
     assert lines[0].startswith("visdet: configuration error: ")
     assert "Traceback (most recent call last)" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_an_mmdet_style_init_cfg_over_visdets_none_is_one_config_error(tmp_path, data):
+    # visdet's base model has init_cfg=None; mmdet's configs set a dict there, so a child config's dict
+    # needs _delete_=True. mmengine's merge says so in a TypeError, which was a traceback.
+    config = tmp_path / "pretrained.py"
+    config.write_text(f"_base_ = '{REPO / SMALL}'\n"
+                      "model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')))\n")
+    line = _one_line(_train(tmp_path / "w", data, config=str(config)), 2, "visdet: configuration error: init_cfg=")
+    assert "_delete_=True" in line

@@ -190,9 +190,14 @@ def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Conf
         configs = sorted(str(p) for p in Path("configs").glob("*.py")) if Path("configs").is_dir() else []
         hint = f"; configs here: {', '.join(configs)}" if configs else ""
         raise ConfigError(f"config file '{path}' does not exist{hint}", "CONFIG")
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
+    try:
+        cfg = Config.fromfile(path)
+        if cfg_options:
+            cfg.merge_from_dict(dict(cfg_options))
+    except TypeError as error:  # mmengine's merge: a dict over a non-dict base value (init_cfg=None in visdet's)
+        if "cannot inherit from base" not in str(error):
+            raise
+        raise ConfigError(str(error), None) from None
     return cfg
 
 
