@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ _SMALL_DATA = ("embedded_data.num_train=8", "embedded_data.num_val=4")
 def _train(work_dir: Path, data: Path, kill: str, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(KILL_TRAIN), kill, SMALL, "--work-dir", str(work_dir), *flags,
                            "--cfg-options", *data_options(str(data)), *_SMALL_DATA],
-                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=600)
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=600, umask=0o022)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,9 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
     result = _train(base / "full", base / "data", "never")
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((base / "full").glob("best_coco_bbox_mAP_epoch_*.pth"))  # the best save did run
+    # Modes as the umask (022) asks: mkstemp/mkdtemp alone would give 0600 checkpoints and a 0700 data folder.
+    assert stat.S_IMODE((base / "full" / "epoch_2.pth").stat().st_mode) == 0o644
+    assert stat.S_IMODE((base / "data").stat().st_mode) == 0o755
     return base / "full", base / "data"
 
 
