@@ -16,8 +16,15 @@ visdet's ``OPTIM_WRAPPERS``, so ``type='OptimWrapper'`` with
   ``clip_grad`` total norm when norm clipping is on, else the max-abs norm of
   all gradients) are handled the same way;
 * each skip is logged at WARNING and counted in the message hub as
-  ``train/nonfinite_skips`` (so it appears in the training log);
-* ``max_nonfinite_steps`` skips in a row raise :class:`NonFiniteTrainingError`;
+  ``train/nonfinite_skips`` (so it appears in the training log); with norm
+  clipping a skipped step logs its own (non-finite) ``grad_norm``, not the
+  last good step's value;
+* ``max_nonfinite_steps`` skips in a row raise :class:`NonFiniteTrainingError`,
+  whose message says what is true of the checkpoints on disk: the iteration
+  the parameters were last updated at, whether the loss they give was already
+  non-finite or abnormal (over ten times the run's first losses), which
+  checkpoints hold them and the last one saved before them, with its loss; it
+  suggests gradient clipping only when the config does not clip already;
 * both counters travel in the checkpoint (``state_dict()['nonfinite']``), so a
   resumed run neither forgets earlier skips nor resets a streak.
 
