@@ -126,3 +126,23 @@ def test_resume_optimizer_key(value, fresh):
     assert fresh_optimizer_requested({}) is False
     with pytest.raises(ConfigError, match=r"^resume_optimizer: must be True .* or False"):
         fresh_optimizer_requested({"resume_optimizer": "no"})
+
+
+def test_optimizer_mismatch_compares_hybrid_routes(small_net):
+    from visdet.engine.optim.hybrid import HybridOptimizer
+
+    params = list(small_net.parameters())
+    hybrid = HybridOptimizer({"matrix": torch.optim.SGD(params[:2], lr=0.1, momentum=0.9),
+                              "fallback": torch.optim.AdamW(params[2:], lr=1e-3)})
+    saved = _state(hybrid, small_net)
+    net = SmallNet()
+    fresh = list(net.parameters())
+    same = HybridOptimizer({"matrix": torch.optim.SGD(fresh[:2], lr=0.1, momentum=0.9),
+                            "fallback": torch.optim.AdamW(fresh[2:], lr=1e-3)})
+    assert optimizer_mismatch(saved, same) is None
+    other = HybridOptimizer({"matrix": torch.optim.SGD(fresh[:2], lr=0.1, momentum=0.9),
+                             "fallback": torch.optim.SGD(fresh[2:], lr=1e-3)})
+    assert optimizer_mismatch(saved, other).startswith("route 'fallback': its hyper-parameters are")
+    assert "routes parameters to matrix, fallback" in optimizer_mismatch(
+        _state(torch.optim.AdamW(small_net.parameters()), small_net), same)
+    assert "routed parameters to matrix, fallback" in optimizer_mismatch(saved, torch.optim.AdamW(net.parameters()))

@@ -93,6 +93,20 @@ def optimizer_mismatch(saved: Mapping[str, Any], optimizer: torch.optim.Optimize
     hyper-parameter names of each group (a different optimizer type), Adam's
     and AdamW's weight-decay flavour, and the per-parameter state keys.
     """
+    routes, saved_routes = getattr(optimizer, "optimizers", None), saved.get("optimizers")
+    if isinstance(routes, Mapping) or isinstance(saved_routes, Mapping):  # visdet's HybridOptimizer (Muon + ...)
+        if not isinstance(saved_routes, Mapping):
+            return f"the config's optimizer routes parameters to {', '.join(routes)}; the checkpoint's is one optimizer"
+        if not isinstance(routes, Mapping):
+            return (f"the checkpoint's optimizer routed parameters to {', '.join(saved_routes)}; "
+                    f"the config's {type(optimizer).__name__} is one optimizer")
+        if list(routes) != list(saved_routes):
+            return f"its routes are {', '.join(saved_routes)}, the config's {', '.join(routes)}"
+        for name, sub in routes.items():
+            reason = optimizer_mismatch(saved_routes[name], sub)
+            if reason is not None:
+                return f"route '{name}': {reason}"
+        return None
     saved_groups = saved.get("param_groups")
     if not isinstance(saved_groups, list):
         return None  # not a torch optimizer state dict (a custom format): nothing to compare
