@@ -33,12 +33,21 @@ def check_work_dir(work_dir: str, key: str) -> None:
 
 
 def interrupted_note(work_dir: str | None) -> str:
-    """What Ctrl-C leaves: checkpoint writes are atomic, so the last one named in ``last_checkpoint`` is complete."""
-    pointer = osp.join(work_dir, "last_checkpoint") if work_dir else None
-    last = Path(pointer).read_text().strip() if pointer and osp.isfile(pointer) else ""
-    if last and osp.exists(last):
+    """What Ctrl-C leaves: checkpoint writes are atomic, so the last one saved is complete.
+
+    That is the one ``last_checkpoint`` names; mmengine writes that pointer with a
+    plain ``open()`` after the save, so when it is empty or absent the newest
+    checkpoint file in the work dir is the last one saved.
+    """
+    pointer = Path(work_dir, "last_checkpoint") if work_dir else None
+    last = pointer.read_text().strip() if pointer is not None and pointer.is_file() else ""
+    if not (last and osp.exists(last)) and work_dir and osp.isdir(work_dir):
+        saved = sorted((p for p in Path(work_dir).glob("*.pth") if not p.name.startswith("best_")),  # no optimizer
+                       key=lambda p: p.stat().st_mtime)
+        last = str(saved[-1]) if saved else ""
+    if last:
         return (f"the last checkpoint saved, {last}, is complete (checkpoints are written atomically); "
-                "continue with --resume")
+                f"continue with --resume {last}")
     return "no checkpoint was saved yet"
 
 
