@@ -15,7 +15,8 @@ import torch
 from testutils import run_python
 
 # A tiny model whose 'acc' is the epoch number: every validation is a new best.
-# argv: WORK_DIR MAX_EPOCHS RESUME KILL_NAME ('' or the checkpoint name whose rename is SIGKILLed).
+# argv: WORK_DIR MAX_EPOCHS RESUME KILL_NAME KEEP: KILL_NAME is '' or 'NAME' / 'NAME#N', the file whose (N-th)
+# rename into place is SIGKILLed; KEEP is max_keep_ckpts.
 SCRIPT = '''
 import os, signal, sys
 import torch
@@ -27,10 +28,15 @@ from visdet.engine.runner import Runner
 from visdet.registry import METRICS
 
 work_dir, max_epochs, resume, kill_name = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+keep = int(sys.argv[5])
+kill_name, _, kill_nth = kill_name.partition("#")
+renames = {}
 real_replace = os.replace
 
 def replace(src, dst, *args, **kwargs):  # the atomic write's last step: the new file is complete, not in place
-    if kill_name and os.path.basename(dst) == kill_name:
+    name = os.path.basename(dst)
+    renames[name] = renames.get(name, 0) + 1
+    if kill_name and name == kill_name and renames[name] == int(kill_nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
     return real_replace(src, dst, *args, **kwargs)
 
@@ -63,14 +69,14 @@ Runner(model=Tiny(), work_dir=work_dir, train_dataloader=loader, val_dataloader=
        val_evaluator=dict(type="EpochAsAccuracy"), val_cfg=dict(),
        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)), default_scope="visdet",
-       default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2, save_best="acc",
+       default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=keep, save_best="acc",
                                           rule="greater")),
        custom_hooks=[dict(type="PlainCheckpointHook")], resume=resume).train()
 '''
 
 
-def _script(work_dir: Path, max_epochs: int, resume: bool, kill_name: str):
-    code = f"import sys; sys.argv = ['x', {str(work_dir)!r}, '{max_epochs}', '{int(resume)}', {kill_name!r}]\n"
+def _script(work_dir: Path, max_epochs: int, resume: bool, kill_name: str, keep: int = 2):
+    code = f"import sys; sys.argv = ['x', {str(work_dir)!r}, '{max_epochs}', '{int(resume)}', {kill_name!r}, '{keep}']\n"
     return run_python(code + SCRIPT, timeout=300)
 
 
@@ -89,6 +95,30 @@ def test_kill_while_replacing_the_best_checkpoint_keeps_the_old_one_and_the_temp
     assert "unfinished checkpoint write" in resumed.stdout + resumed.stderr
     # Epoch 3 is the next best: it replaces the kept epoch-1 best, which is then removed.
     assert sorted(p.name for p in work.glob("best_*.pth")) == ["best_acc_epoch_3.pth"]
+
+
+def test_kill_while_saving_keeps_the_outdated_checkpoint_until_the_new_one_is_in_place(tmp_path):
+    """max_keep_ckpts=1: mmengine removed epoch_1.pth before writing epoch_2.pth, so a kill then left none."""
+    work = tmp_path / "work"
+    killed = _script(work, 2, False, "epoch_2.pth", keep=1)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    torch.load(work / "epoch_1.pth", weights_only=True)
+    assert (work / "last_checkpoint").read_text() == str(work / "epoch_1.pth")
+
+    resumed = _script(work, 3, True, "", keep=1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "epoch_1.pth" in resumed.stdout + resumed.stderr  # resumed from the kept checkpoint
+    assert sorted(p.name for p in work.glob("epoch_*.pth")) == ["epoch_3.pth"]  # the outdated ones went after
+    assert (work / "last_checkpoint").read_text() == str(work / "epoch_3.pth")
+
+
+def test_kill_while_writing_the_last_checkpoint_pointer_leaves_the_previous_pointer(tmp_path):
+    """mmengine writes last_checkpoint with open(): a kill there left it empty and --resume found nothing."""
+    work = tmp_path / "work"
+    killed = _script(work, 2, False, "last_checkpoint#3")  # epoch 2 (epoch 1 writes it twice: its best re-save)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (work / "last_checkpoint").read_text() == str(work / "epoch_1.pth")
+    torch.load(work / "epoch_2.pth", weights_only=True)  # the checkpoint itself was complete
 
 
 def test_a_metric_that_does_not_improve_keeps_its_best(tmp_path):

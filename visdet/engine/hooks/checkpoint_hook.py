@@ -6,14 +6,23 @@ mmengine 0.10's ``CheckpointHook._save_best_checkpoint`` deletes the previous
 into place), so a run killed during that write is left with no best checkpoint
 at all, only the temporary, which nothing removes (the full size of a model).
 
+Its regular save has the same order fault: with ``max_keep_ckpts`` it deletes
+the oldest kept checkpoint *before* writing the new one (with ``max_keep_ckpts=1``
+a kill mid-write leaves no checkpoint at all), and it writes the
+``last_checkpoint`` pointer with a plain ``open()`` (a kill there leaves it empty
+and ``--resume`` cannot find anything).
+
 This subclass, registered in visdet's ``HOOKS`` under mmengine's name (so every
-config's ``type='CheckpointHook'`` gets it), keeps the previous best until the
-new one and the epoch checkpoint that names it are written, then removes it;
-and when training starts it removes the temporaries an interrupted run left.
+config's ``type='CheckpointHook'`` gets it), writes first and removes after: the
+previous best stays until the new one and the epoch checkpoint that names it
+are written, an outdated checkpoint stays until the new one and the pointer to
+it are in place, and the pointer is written atomically. When training starts
+it removes the temporaries an interrupted run left.
 """
 from __future__ import annotations
 
 import logging
+import os.path as osp
 from typing import Any
 
 from mmengine.dist import is_main_process
@@ -40,6 +49,35 @@ class CheckpointHook(MMEngineCheckpointHook):
             if removed:
                 print_log(f"Removed {len(removed)} unfinished checkpoint write(s) an interrupted run left in "
                           f"{folder}: {', '.join(p.name for p in removed)}", logger="current", level=logging.INFO)
+
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        """mmengine 0.10's save of ``epoch_N``/``iter_N``, reordered: write, point to it, then remove the outdated one.
+
+        Rewritten rather than wrapped because the unsafe order (remove, then
+        write) and the plain pointer write sit inside mmengine's one method.
+        """
+        from visdet.engine.checkpoint_io import atomic_write_bytes
+
+        outdated = None
+        # _save_checkpoint and _save_best_checkpoint may both save this step in one epoch: count it once.
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                outdated = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, ckpt_filename, self.file_client_args,
+                               save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
+                               meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        if not is_main_process():  # sharded states were gathered above; the files are rank 0's
+            return
+        atomic_write_bytes(str(self.last_ckpt).encode(), osp.join(runner.work_dir, "last_checkpoint"))
+        if outdated is not None:
+            self._remove(runner, self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(outdated)),
+                         what="outdated")
 
     def _best_paths(self) -> dict[str | None, Any]:
         """The current best checkpoint per key indicator (``None``: the single-metric attribute)."""
@@ -80,12 +118,12 @@ class CheckpointHook(MMEngineCheckpointHook):
             if old and current.get(key) != old:
                 self._remove(runner, str(old))
 
-    def _remove(self, runner, path: str) -> None:
-        """Remove a replaced best checkpoint (a folder for DeepSpeed), as mmengine would have."""
+    def _remove(self, runner, path: str, what: str = "previous best") -> None:
+        """Remove a replaced checkpoint (a folder for DeepSpeed), as mmengine would have."""
         if self.file_backend.isfile(path):
             self.file_backend.remove(path)
         elif self.file_backend.isdir(path):
             self.file_backend.rmtree(path)
         else:
             return
-        runner.logger.info(f"The previous best checkpoint {path} is removed")
+        runner.logger.info(f"The {what} checkpoint {path} is removed")
