@@ -74,8 +74,29 @@ class AutoResume:
         return super().load_or_resume()
 
 
+class DatasetSectionKeys:
+    """A dataset's config errors name the dataloader they belong to; for Runner and FlexibleRunner.
+
+    A dataset only knows its own keys ('dataset.filter_cfg.min_size'); the loop
+    builds its dataloader, so the section is known here and prefixed
+    ('train_dataloader.dataset.filter_cfg.min_size').
+    """
+
+    def build_train_loop(self, loop: Any) -> Any:
+        with dataset_config_section("train_dataloader"):
+            return super().build_train_loop(loop)
+
+    def build_val_loop(self, loop: Any) -> Any:
+        with dataset_config_section("val_dataloader"):
+            return super().build_val_loop(loop)
+
+    def build_test_loop(self, loop: Any) -> Any:
+        with dataset_config_section("test_dataloader"):
+            return super().build_test_loop(loop)
+
+
 @RUNNERS.register_module(name="Runner", force=True)  # force: survives re-import
-class Runner(AutoResume, MMEngineRunner):
+class Runner(AutoResume, DatasetSectionKeys, MMEngineRunner):
     """mmengine's ``Runner``; ``save_checkpoint`` also works with ZeroRedundancyOptimizer under DDP."""
 
     def save_checkpoint(self, out_dir: str, filename: str, *args: Any, save_optimizer: bool = True,
@@ -95,17 +116,3 @@ class Runner(AutoResume, MMEngineRunner):
         from visdet.engine.resume_check import resume_checked
 
         resume_checked(self, super().resume, filename, resume_optimizer, resume_param_scheduler, map_location)
-
-    # A dataset's errors name its own keys ('dataset.filter_cfg.min_size'); the loop builds its
-    # dataloader, so the section is known here and prefixed ('train_dataloader.dataset...').
-    def build_train_loop(self, loop: Any) -> Any:
-        with dataset_config_section("train_dataloader"):
-            return super().build_train_loop(loop)
-
-    def build_val_loop(self, loop: Any) -> Any:
-        with dataset_config_section("val_dataloader"):
-            return super().build_val_loop(loop)
-
-    def build_test_loop(self, loop: Any) -> Any:
-        with dataset_config_section("test_dataloader"):
-            return super().build_test_loop(loop)

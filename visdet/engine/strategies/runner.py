@@ -14,12 +14,12 @@ from typing import Any
 from mmengine.fileio import join_path
 from mmengine.runner import FlexibleRunner as MMEngineFlexibleRunner
 
-from visdet.engine.runner import AutoResume  # --resume with nothing to resume says so (one warning)
+from visdet.engine.runner import AutoResume, DatasetSectionKeys  # --resume with nothing says so; full dataset keys
 from visdet.registry import RUNNERS
 
 
 @RUNNERS.register_module(name="FlexibleRunner", force=True)  # force: survives re-import
-class FlexibleRunner(AutoResume, MMEngineFlexibleRunner):
+class FlexibleRunner(AutoResume, DatasetSectionKeys, MMEngineFlexibleRunner):
     """mmengine's FlexibleRunner whose checkpoints record the epoch and iteration they hold."""
 
     def save_checkpoint(self, out_dir: str, filename: str, file_client_args: dict | None = None,
