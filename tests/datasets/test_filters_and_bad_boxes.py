@@ -1,7 +1,6 @@
 """CocoDataset: a filter_cfg that leaves no image is a named config error; bad boxes are dropped and counted."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -10,29 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from mmengine.logging import MMLogger
 
 from testutils import REPO, data_options
 from visdet.datasets import DatasetConfigError
 from visdet.datasets.errors import dataset_config_section
 from visdet.registry import DATASETS
 
-
 def build(cfg: dict, **overrides):
     return DATASETS.build({**cfg, **overrides})
-
-
-@pytest.fixture
-def warnings_logged():
-    """WARNING records of the 'current' mmengine logger (where print_log(logger='current') goes)."""
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
 
 # -------------------------------------------------- filters that leave nothing (item 11)
 def test_min_size_above_every_image_names_the_key_counts_and_a_value_that_works(dataset_cfg, coco_root):
@@ -45,7 +29,6 @@ def test_min_size_above_every_image_names_the_key_counts_and_a_value_that_works(
     assert 'filter_empty_gt=True removes 2' in msg and 'min_size=1000 removes 4' in msg
     assert 'set min_size to at most 48 (min_size=48 keeps 1 of 4)' in msg  # d.png, 64x48
 
-
 def test_every_image_empty_names_filter_empty_gt(dataset_cfg):
     # Only 'cat' is kept: its boxes are crowd, narrower than a pixel or of zero area.
     with pytest.raises(DatasetConfigError) as err:
@@ -55,7 +38,6 @@ def test_every_image_empty_names_filter_empty_gt(dataset_cfg):
     assert 'has 4 images; filter_empty_gt=True removes 4' in msg and 'min_size is off' in msg
     assert "('cat',)" in msg and 'filter_empty_gt=False' in msg
     assert '2 annotations were dropped as invalid' in msg
-
 
 def test_filters_that_only_together_leave_nothing_name_filter_cfg(dataset_cfg):
     # With cat and dog, only a.png (40x30) has a usable box; min_size=31 removes a, b and c only.
@@ -67,23 +49,19 @@ def test_filters_that_only_together_leave_nothing_name_filter_cfg(dataset_cfg):
     assert 'filter_empty_gt=True removes 3' in msg and 'min_size=31 removes 3' in msg
     assert 'up to 30' in msg
 
-
 def test_test_mode_never_filters_so_never_raises(dataset_cfg):
     assert len(build(dataset_cfg, filter_cfg=dict(min_size=1000), test_mode=True)) == 4
-
 
 def test_a_file_without_images_names_ann_file(tmp_path, dataset_cfg, coco_writer):
     coco_writer(tmp_path, images=[], annotations=[])
     with pytest.raises(DatasetConfigError, match="dataset.ann_file: .* lists no images"):
         build(dataset_cfg, data_root=str(tmp_path))
 
-
 def test_the_runner_section_is_prefixed_to_dataset_keys():
     with pytest.raises(DatasetConfigError) as err, dataset_config_section('train_dataloader'):
         raise DatasetConfigError('1000 filters out every image', key='dataset.filter_cfg.min_size')
     assert err.value.key == 'train_dataloader.dataset.filter_cfg.min_size'
     assert str(err.value) == 'train_dataloader.dataset.filter_cfg.min_size: 1000 filters out every image'
-
 
 def test_train_tool_reports_the_filter_in_one_line_exit_2(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''}
@@ -97,7 +75,6 @@ def test_train_tool_reports_the_filter_in_one_line_exit_2(tmp_path):
     assert lines[0].startswith('visdet: configuration error: train_dataloader.dataset.filter_cfg.min_size: '
                                '1000 filters out every image')
     assert 'has 16 images' in lines[0] and 'min_size=1000 removes 16' in lines[0] and 'at most 128' in lines[0]
-
 
 # -------------------------------------------------- bad boxes (item 12)
 BAD_IMAGES = [(1, 'a.png', 40, 30), (2, 'b.png', 20, 20)]
@@ -117,7 +94,6 @@ BAD_ANNOTATIONS = [
     dict(id=13, image_id=2, category_id=3, bbox=[1, 1, 2, math.nan], area=4, iscrowd=0),  # non-finite
 ]
 
-
 @pytest.fixture
 def bad_cfg(tmp_path: Path, coco_writer) -> dict:
     coco_writer(tmp_path, images=BAD_IMAGES, annotations=BAD_ANNOTATIONS,
@@ -125,13 +101,11 @@ def bad_cfg(tmp_path: Path, coco_writer) -> dict:
     return dict(type='CocoDataset', data_root=str(tmp_path), ann_file='annotations/ann.json',
                 data_prefix=dict(img='images/'), metainfo=dict(classes=('cat', 'dog')))
 
-
 def test_bad_boxes_are_dropped_not_clamped(bad_cfg):
     ds = build(bad_cfg)
     infos = {ds.get_data_info(i)['img_id']: ds.get_data_info(i) for i in range(len(ds))}
     assert infos[1]['instances'] == [dict(bbox=[2.0, 4.0, 12.0, 10.0], bbox_label=0, ignore_flag=0)]
     assert infos[2]['instances'] == [dict(bbox=[2.0, 2.0, 8.0, 10.0], bbox_label=1, ignore_flag=0)]
-
 
 def test_every_drop_reason_is_one_warning_line_with_its_count(bad_cfg, tmp_path, warnings_logged):
     build(bad_cfg)
@@ -149,7 +123,6 @@ def test_every_drop_reason_is_one_warning_line_with_its_count(bad_cfg, tmp_path,
     ])
     assert all(r.levelno == logging.WARNING for r in warnings_logged)
 
-
 def test_a_clean_file_logs_no_drop_warning(tmp_path, warnings_logged, coco_writer):
     coco_writer(tmp_path, images=BAD_IMAGES, annotations=[BAD_ANNOTATIONS[0], BAD_ANNOTATIONS[11]],
                categories=[dict(id=1, name='cat'), dict(id=3, name='dog')])
@@ -157,13 +130,11 @@ def test_a_clean_file_logs_no_drop_warning(tmp_path, warnings_logged, coco_write
                data_prefix=dict(img='images/'), metainfo=dict(classes=('cat', 'dog'))))
     assert warnings_logged == []
 
-
 def test_categories_outside_classes_are_left_out_without_a_warning(bad_cfg, warnings_logged):
     ds = build(bad_cfg, metainfo=dict(classes=('dog',)))  # cat left out on purpose: not a drop
     assert [len(ds.get_data_info(i)['instances']) for i in range(len(ds))] == [0, 1]
     assert not any('category_id' in r.getMessage() and "'6'" in r.getMessage() for r in warnings_logged)
     assert any('whose category_id is not in' in r.getMessage() for r in warnings_logged)  # id 99 still is
-
 
 @pytest.mark.parametrize('filter_cfg, key, fragment', [
     (dict(min_sizes=32), 'dataset.filter_cfg', "unknown keys ['min_sizes']"),

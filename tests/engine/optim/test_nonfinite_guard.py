@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 
 import pytest
 import torch
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
@@ -24,24 +23,19 @@ from visdet.engine.optim.optim_wrapper import SKIPS_SCALAR, OptimWrapper
 
 NAN = float("nan")
 
-
 def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 4, (4,), generator=g)
-
 
 def loss_of(model: nn.Module, seed: int = 0) -> torch.Tensor:
     x, y = batch(seed)
     return nn.functional.cross_entropy(model(x).float(), y)
 
-
 def make(model: nn.Module, wrapper_cls: type = OptimWrapper, **kwargs) -> OptimWrapper:
     return wrapper_cls(optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2), **kwargs)
 
-
 def snapshot(model: nn.Module, wrapper: OptimWrapper) -> tuple[dict, dict]:
     return copy.deepcopy(model.state_dict()), copy.deepcopy(wrapper.optimizer.state_dict())
-
 
 def assert_unchanged(before: tuple[dict, dict], model: nn.Module, wrapper: OptimWrapper) -> None:
     params, opt_state = before
@@ -56,23 +50,9 @@ def assert_unchanged(before: tuple[dict, dict], model: nn.Module, wrapper: Optim
             assert torch.equal(value, opt_state["state"][index][key]), (index, key)
     assert all(p.grad is None for p in wrapper.optimizer.param_groups[0]["params"])
 
-
-@pytest.fixture
-def warnings_logged():
-    """WARNING records of the 'current' mmengine logger."""
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
-
 def poison_grad(param: torch.Tensor) -> torch.utils.hooks.RemovableHandle:
     """Make ``param``'s gradient non-finite (inf where it is non-zero, NaN where zero)."""
     return param.register_hook(lambda grad: grad * float("inf"))
-
 
 @pytest.mark.parametrize("wrapper_cls", [OptimWrapper, AmpOptimWrapper], ids=["fp32", "amp-bf16-cpu"])
 def test_nan_loss_skips_the_step_leaving_parameters_and_state_untouched(small_net, wrapper_cls, warnings_logged):
@@ -90,7 +70,6 @@ def test_nan_loss_skips_the_step_leaving_parameters_and_state_untouched(small_ne
     assert wrapper.message_hub.get_scalar(SKIPS_SCALAR).current() == 1
     messages = [r.getMessage() for r in warnings_logged]
     assert any("Non-finite loss" in m and "step skipped" in m and "1/10 in a row" in m for m in messages), messages
-
 
 @pytest.mark.parametrize(
     "wrapper_cls, clip_grad",
@@ -116,7 +95,6 @@ def test_finite_loss_with_inf_gradients_skips_the_step(small_net, wrapper_cls, c
     assert wrapper.nonfinite_skips == 1
     assert any("Non-finite gradients" in r.getMessage() for r in warnings_logged)
 
-
 def test_good_steps_after_skips_update_and_reset_the_consecutive_count(small_net):
     wrapper = make(small_net, max_nonfinite_steps=3)
     wrapper.update_params(loss_of(small_net) * NAN)
@@ -133,7 +111,6 @@ def test_good_steps_after_skips_update_and_reset_the_consecutive_count(small_net
     wrapper.update_params(loss_of(small_net) * NAN)
     assert (wrapper.nonfinite_skips, wrapper.consecutive_nonfinite) == (4, 2)
 
-
 @pytest.mark.parametrize("wrapper_cls", [OptimWrapper, AmpOptimWrapper], ids=["fp32", "amp-bf16-cpu"])
 def test_max_nonfinite_steps_in_a_row_raise(small_net, wrapper_cls):
     wrapper = make(small_net, wrapper_cls, max_nonfinite_steps=3)
@@ -149,7 +126,6 @@ def test_max_nonfinite_steps_in_a_row_raise(small_net, wrapper_cls):
         assert fragment in message, fragment
     assert (info.value.consecutive, info.value.total) == (3, 3)
     assert isinstance(info.value, RuntimeError)
-
 
 @pytest.mark.parametrize("wrapper_cls", [OptimWrapper, AmpOptimWrapper], ids=["fp32", "amp-bf16-cpu"])
 def test_skip_counters_travel_in_the_checkpoint_and_a_resumed_streak_still_stops(small_net, wrapper_cls):
@@ -173,7 +149,6 @@ def test_skip_counters_travel_in_the_checkpoint_and_a_resumed_streak_still_stops
     fresh.load_state_dict(old)
     assert (fresh.nonfinite_skips, fresh.consecutive_nonfinite) == (0, 0)
 
-
 def test_accumulation_decides_at_the_real_step(small_net):
     wrapper = make(small_net, accumulative_counts=2, max_nonfinite_steps=1)
     wrapper.update_params(loss_of(small_net))
@@ -186,7 +161,6 @@ def test_accumulation_decides_at_the_real_step(small_net):
     assert_unchanged(before, small_net, wrapper)
     assert wrapper.nonfinite_skips == 1
 
-
 def test_float16_amp_leaves_non_finite_steps_to_its_grad_scaler(small_net):
     wrapper = make(small_net, AmpOptimWrapper, dtype="float16", max_nonfinite_steps=1)
     assert wrapper.loss_scaler is not None
@@ -196,7 +170,6 @@ def test_float16_amp_leaves_non_finite_steps_to_its_grad_scaler(small_net):
     handle.remove()
     assert wrapper.nonfinite_skips == 0 and wrapper.loss_scaler.get_scale() < scale
 
-
 @pytest.mark.parametrize("value", [0, -1, 2.5, True, "3", None])
 def test_invalid_max_nonfinite_steps_is_a_config_error_naming_the_key(small_net, value):
     with pytest.raises(OptimizerConfigError, match=r"^optim_wrapper\.max_nonfinite_steps: .*integer >= 1"):
@@ -205,7 +178,6 @@ def test_invalid_max_nonfinite_steps_is_a_config_error_naming_the_key(small_net,
         make(small_net, AmpOptimWrapper, max_nonfinite_steps=value)
     with pytest.raises(OptimizerConfigError, match=r"^optim_wrapper\.max_nonfinite_steps: "):  # before the model
         OptimWrapperConstructor(dict(optimizer=dict(type="AdamW", lr=1e-3), max_nonfinite_steps=value))
-
 
 def test_configs_build_the_guarded_wrappers_under_visdet_scope(small_net):
     with DefaultScope.overwrite_default_scope("visdet"):
@@ -217,7 +189,6 @@ def test_configs_build_the_guarded_wrappers_under_visdet_scope(small_net):
     assert type(amp) is AmpOptimWrapper and amp.max_nonfinite_steps == 5
     assert OptimWrapper(torch.optim.SGD(small_net.parameters(), lr=0.1)).max_nonfinite_steps == 10
 
-
 class Points(Dataset):
     def __len__(self) -> int:
         return 64
@@ -226,7 +197,6 @@ class Points(Dataset):
         g = torch.Generator().manual_seed(i)
         x = torch.randn(4, generator=g)
         return dict(inputs=x, targets=x.sum(0, keepdim=True))
-
 
 class TurnsNaN(BaseModel):
     """A linear regressor whose loss is NaN from its ``nan_from``-th training forward (0-based) on."""
@@ -244,7 +214,6 @@ class TurnsNaN(BaseModel):
         loss = nn.functional.mse_loss(out, targets)
         self.calls += 1
         return dict(loss=loss * NAN if self.calls > self.nan_from else loss)
-
 
 def test_runner_stops_with_the_error_and_writes_no_checkpoint_after_it(tmp_path):
     nan_from, max_bad = 3, 2
@@ -280,7 +249,6 @@ def test_runner_stops_with_the_error_and_writes_no_checkpoint_after_it(tmp_path)
     assert skips[nan_from] is None and skips[last_iter] == 1, skips
     assert MessageHub.get_current_instance().get_scalar(SKIPS_SCALAR).current() == max_bad
 
-
 def test_a_skipped_step_logs_its_own_grad_norm_not_the_last_good_one(small_net):
     wrapper = make(small_net, clip_grad=dict(max_norm=1.0))
     wrapper.update_params(loss_of(small_net))
@@ -291,7 +259,6 @@ def test_a_skipped_step_logs_its_own_grad_norm_not_the_last_good_one(small_net):
     logged = wrapper.message_hub.get_scalar("train/grad_norm").current()
     assert not math.isfinite(logged), (good, logged)  # was `good` again: a stale value on a skipped step
 
-
 @pytest.mark.parametrize("clip_grad", [None, dict(max_norm=10.0, norm_type=2), dict(type="value", clip_value=1.0)])
 def test_the_stop_message_advises_clipping_only_when_the_config_does_not_clip(small_net, clip_grad):
     wrapper = make(small_net, clip_grad=clip_grad, max_nonfinite_steps=1)
@@ -299,7 +266,6 @@ def test_the_stop_message_advises_clipping_only_when_the_config_does_not_clip(sm
         wrapper.update_params(loss_of(small_net) * NAN)
     assert ("clip_grad" in str(info.value)) is (clip_grad is None), str(info.value)
     assert "float32 instead of" not in str(info.value)  # float32 training: no precision advice
-
 
 class Diverges(BaseModel):
     """Loss normal for ``normal`` training forwards, then ``abnormal`` forwards 1e6 times larger, then NaN."""
@@ -318,7 +284,6 @@ class Diverges(BaseModel):
         if self.calls > self.normal + self.abnormal:
             return dict(loss=loss * NAN)
         return dict(loss=loss * 1e6 if self.calls > self.normal else loss)
-
 
 def test_the_stop_message_says_which_checkpoints_hold_diverged_parameters(tmp_path):
     # Iterations 1-3 normal, 4-5 finite but 1e6 times the loss (applied), 6 and 7 NaN (skipped; 7 raises).
