@@ -35,6 +35,8 @@ def test_section_mistakes_are_one_message_before_anything_is_built(tmp_path, opt
     assert result.stderr.startswith(f"visdet: configuration error: {first}"), result.stderr[-3000:]
     # Found before the Runner exists: no config dump, no data generated, nothing in the work dir.
     assert "Config:" not in result.stdout and not (tmp_path / "data").exists() and not (tmp_path / "work").exists()
+    # The message is the first and last thing printed: no backend's import-time warning (DeepSpeed's) before it.
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) <= 2, result.stdout + result.stderr
 
 
 def test_a_longer_run_warns_that_the_schedule_ends_first_and_trains(tmp_path):

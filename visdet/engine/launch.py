@@ -152,6 +152,9 @@ def refuse_downloads() -> None:
     read with visdet's safe loader, anything else is a :class:`ConfigError`
     saying how to pass a local file.
     """
+    from visdet.engine.optim.quiet import quiet_import
+
+    quiet_import("mmengine.runner")  # it imports DeepSpeed, which prints a warning at import
     from mmengine.runner.checkpoint import CheckpointLoader
 
     if getattr(CheckpointLoader._schemes.get("torchvision://"), "visdet_no_download", False):
