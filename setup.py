@@ -33,7 +33,7 @@ EXTRAS = {
     "pytorch-optimizer": ["pytorch-optimizer>=4.1,<5"],  # the catalogue in sources/pytorch_optimizer.py is 4.1's
     # tools/train.py adds mmengine's TensorboardVisBackend when tensorboard is importable.
     "tensorboard": ["tensorboard>=2.14"],
-    "tests": ["pytest>=7", "hypothesis>=6"],
+    "tests": ["pytest>=7", "hypothesis>=6", "import-linter>=2.1,<3", "ruff>=0.6"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from visdet.engine.optim.quiet import quiet_import
+from visdet.utils.quiet_import import quiet_import
 
 SHAPES = [(1024, 1024)] * 25 + [(1024, 512)]  # 26.74 M values
 

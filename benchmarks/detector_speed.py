@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from visdet.registry import MODELS, OPTIM_WRAPPERS  # noqa: F401
-    from visdet.engine.optim.constructor import OptimWrapperConstructor
+    from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 
     cfg = visdet_config(args.depth, args.size, f"data/bench_shapes_{args.size}", num_train=8, num_val=1)
     cfg.model.train_cfg.rcnn.sampler.num = 512

@@ -31,7 +31,7 @@ from mmengine.logging import MMLogger
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from visdet.engine.optim.constructor import OptimWrapperConstructor
+from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 
 BYTES_PER_PARAM = 28
 CONFIG = dict(

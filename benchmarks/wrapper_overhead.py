@@ -24,7 +24,7 @@ import torch
 import torchvision
 from mmengine.logging import MMLogger
 
-from visdet.engine.optim.constructor import OptimWrapperConstructor
+from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 
 CLIP = dict(max_norm=35.0, norm_type=2.0)
 

@@ -61,7 +61,7 @@ def test_importing_twice_in_a_fresh_process_is_quiet_and_idempotent():
         import importlib, visdet, visdet.registry as r
         n = len(r.OPTIMIZERS)
         importlib.reload(r); importlib.reload(visdet)
-        from visdet.engine.optim.registration import register_all_optimizers
+        from visdet.engine.optim.registry import register_all_optimizers
         register_all_optimizers(r.OPTIMIZERS)
         assert len(r.OPTIMIZERS) == n, (n, len(r.OPTIMIZERS))
         """

@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from visdet.engine.optim.listing import alias_status, format_table, list_optimizers
+from visdet.engine.optim.catalog.listing import alias_status, format_table, list_optimizers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get("default_scope", "visdet"))
-    from visdet.engine.optim.report import format_plan, plan_for
+    from visdet.engine.optim.build.report import format_plan, plan_for
     from visdet.registry import MODELS
 
     if "model" not in cfg or "optim_wrapper" not in cfg:

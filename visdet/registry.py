@@ -4,7 +4,7 @@ With ``default_scope='visdet'`` in a config, mmengine's builders switch to
 these children, and each child imports its ``locations`` on first lookup, so
 configs resolve without manual imports. ``OPTIMIZERS`` is filled here, at
 import time, from torch, bitsandbytes, DeepSpeed and D-Adaptation; see
-``visdet.engine.optim.registration`` for the naming rule and laziness.
+``visdet.engine.optim.registry`` for the naming rule and laziness.
 
 Importing this module twice, or ``importlib.reload``-ing it, returns the same
 registry objects: mmengine refuses a second child with the same scope, and a
@@ -36,7 +36,7 @@ from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
-from visdet.engine.optim.registration import OptimizerRegistry, register_all_optimizers
+from visdet.engine.optim.registry import OptimizerRegistry, register_all_optimizers
 
 SCOPE = "visdet"
 

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from mmengine.model import BaseModel
 
 from visdet.engine import checkpoint_io
-from visdet.engine.optim.errors import NonFiniteTrainingError
+from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
 from visdet.engine.strategies import register
 from visdet.engine.strategies.ds_checkpoint import DEEPSPEED_SAFE_GLOBALS
 

@@ -129,7 +129,7 @@ def test_resume_optimizer_key(value, fresh):
 
 
 def test_optimizer_mismatch_compares_hybrid_routes(small_net):
-    from visdet.engine.optim.hybrid import HybridOptimizer
+    from visdet.engine.optim.hybrid.optimizer import HybridOptimizer
 
     params = list(small_net.parameters())
     hybrid = HybridOptimizer({"matrix": torch.optim.SGD(params[:2], lr=0.1, momentum=0.9),

@@ -75,7 +75,7 @@ def run_reporting_errors(action: Callable[[], None], debug: bool = False,
     (``--debug``) the traceback is printed after the line too.
     """
     from visdet.datasets.transforms.loading import ImageLoadError
-    from visdet.engine.optim.errors import NonFiniteTrainingError
+    from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
     from visdet.errors import CheckpointError
 
     refuse_downloads()
@@ -152,7 +152,7 @@ def refuse_downloads() -> None:
     read with visdet's safe loader, anything else is a :class:`ConfigError`
     saying how to pass a local file.
     """
-    from visdet.engine.optim.quiet import quiet_import
+    from visdet.utils.quiet_import import quiet_import
 
     quiet_import("mmengine.runner")  # it imports DeepSpeed, which prints a warning at import
     from mmengine.runner.checkpoint import CheckpointLoader

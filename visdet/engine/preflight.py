@@ -17,8 +17,8 @@ from typing import Any
 
 from mmengine.registry import Registry
 
-from visdet.engine.optim.errors import suggestion_text
-from visdet.engine.optim.validation import accepted_keywords
+from visdet.utils.suggestions import suggestion_text
+from visdet.engine.optim.config.validation import accepted_keywords
 from visdet.engine.preflight_sections import (check_detector_cfgs, check_loader_keys, check_loops,
                                               check_model_tree, check_num_classes, check_runtime_sections,
                                               frozen_backbone_warnings, schedule_warnings, warn)
@@ -197,8 +197,8 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
         check_eval_loops(cfg, training)
         if not training:
             return
-        from visdet.engine.optim.availability import assume_met
-        from visdet.engine.optim.catalog import Need
+        from visdet.engine.optim.catalog.availability import assume_met
+        from visdet.engine.optim.catalog.spec import Need
 
         # A launched run's process group exists only once the Runner is built, after this check.
         distributed = (Need.DISTRIBUTED,) if cfg.get("launcher", "none") != "none" else ()

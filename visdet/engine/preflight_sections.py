@@ -18,8 +18,8 @@ from typing import Any
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
-from visdet.engine.optim.errors import suggestion_text
-from visdet.engine.optim.validation import accepted_keywords
+from visdet.utils.suggestions import suggestion_text
+from visdet.engine.optim.config.validation import accepted_keywords
 from visdet.errors import ConfigError
 
 #: mmengine's ``INF``: a scheduler's default ``end`` (it follows the loop).

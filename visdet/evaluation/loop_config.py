@@ -48,7 +48,7 @@ def check_eval_loops(cfg: Mapping[str, Any], training: bool = True) -> None:
 def _loop_class(loop: Mapping[str, Any], key: str, default_type: str) -> Any:
     from mmengine.registry import DefaultScope
 
-    from visdet.engine.optim.errors import suggestion_text
+    from visdet.utils.suggestions import suggestion_text
     from visdet.registry import LOOPS, registered_names
 
     loop_type = loop.get("type", default_type)
@@ -63,8 +63,8 @@ def _loop_class(loop: Mapping[str, Any], key: str, default_type: str) -> Any:
 
 
 def _check_arguments(loop: Mapping[str, Any], cls: Any, key: str) -> None:
-    from visdet.engine.optim.errors import suggestion_text
-    from visdet.engine.optim.validation import accepted_keywords
+    from visdet.utils.suggestions import suggestion_text
+    from visdet.engine.optim.config.validation import accepted_keywords
 
     try:
         keywords = accepted_keywords(cls, skip_first=False)

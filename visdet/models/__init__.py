@@ -3,12 +3,7 @@
 Every submodule that registers something is imported here, because the
 registries import ``visdet.models`` on first lookup to fill themselves.
 """
-from visdet.engine.optim.quiet import quiet_import
-
-# mmengine.model imports mmengine.optim, which imports bitsandbytes and DeepSpeed;
-# they print at import (a kernels notice, "Setting accelerator to CPU"). Import it
-# first with that output sent to the debug log.
-quiet_import("mmengine.optim")
+import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 
 from visdet.models.backbones import *  # noqa: F401,F403
 from visdet.models.data_preprocessors import *  # noqa: F401,F403

@@ -12,7 +12,7 @@ from typing import Any
 
 from mmengine.registry import Registry
 
-from visdet.engine.optim.errors import suggestion_text
+from visdet.utils.suggestions import suggestion_text
 from visdet.models.errors import ModelConfigError
 from visdet.registry import registered_names
 

@@ -168,7 +168,7 @@ def test_finds_a_schedule_free_optimizer_inside_the_muon_hybrid_and_a_wrapper_di
 
     from mmengine.optim import OptimWrapperDict
 
-    from visdet.engine.optim.constructor import OptimWrapperConstructor
+    from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 
     model = Regressor()
     wrapper = OptimWrapperConstructor(dict(optimizer=dict(

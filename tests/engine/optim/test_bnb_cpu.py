@@ -6,8 +6,9 @@ import logging
 import pytest
 import torch
 
-from visdet.engine.optim import list_optimizers, registration
-from visdet.engine.optim.constructor import OptimWrapperConstructor
+from visdet.engine.optim import list_optimizers
+from visdet.engine.optim import registry as registration
+from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 from visdet.engine.optim.errors import OptimizerConfigError
 
 

@@ -1,7 +1,9 @@
 """Error type and did-you-mean suggestions."""
 from __future__ import annotations
 
-from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError, did_you_mean, suggestion_text
+from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
+
+from visdet.utils.suggestions import did_you_mean, suggestion_text
 
 
 def test_error_names_the_key_and_is_a_value_error():

@@ -8,7 +8,7 @@ import torch
 
 from testutils import run_python, train_steps
 from visdet.engine.optim import OptimizerUnavailableError, list_optimizers
-from visdet.engine.optim.registration import get_catalog
+from visdet.engine.optim.registry import get_catalog
 from visdet.registry import OPTIMIZERS
 
 NEW = {"transformers", "lion-pytorch", "prodigyopt", "schedulefree", "torch-optimi", "galore-torch",
@@ -121,7 +121,7 @@ def test_missing_packages_keep_visdet_quiet_list_their_names_and_rename_nothing(
         import torch, visdet
         from visdet.registry import OPTIMIZERS
         from visdet.engine.optim import list_optimizers
-        from visdet.engine.optim.registration import get_catalog
+        from visdet.engine.optim.registry import get_catalog
         names = {{n: (e.spec.import_path, e.present) for n, e in get_catalog().entries.items()}}
         for info in list_optimizers():
             if not info.runs_here and "not installed" in info.why_not:

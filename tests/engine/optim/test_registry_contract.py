@@ -28,9 +28,9 @@ import pytest
 import torch
 from mmengine.optim.scheduler import ConstantLR
 
-from visdet.engine.optim.catalog import Need
+from visdet.engine.optim.catalog.spec import Need
 from visdet.engine.optim.errors import OptimizerUnavailableError
-from visdet.engine.optim.registration import CatalogEntry, get_catalog
+from visdet.engine.optim.registry import CatalogEntry, get_catalog
 from visdet.registry import OPTIMIZERS
 
 LR = 1e-2

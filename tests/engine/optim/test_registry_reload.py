@@ -23,11 +23,11 @@ class UserSGD(torch.optim.SGD):  # a user's class must survive every reload
 modules = ["visdet.registry", "visdet.engine.optim"] + sorted(
     m.name for m in pkgutil.walk_packages(optim_pkg.__path__, optim_pkg.__name__ + "."))
 # registration first: the stand-ins made before it are then from the old LazyOptimizerClass
-modules.remove("visdet.engine.optim.registration")
-modules.insert(0, "visdet.engine.optim.registration")
+modules.remove("visdet.engine.optim.registry")
+modules.insert(0, "visdet.engine.optim.registry")
 modules.append("visdet.registry")  # the registry again, after its classes were re-created
 for name in modules:
-    reg = sys.modules["visdet.engine.optim.registration"]
+    reg = sys.modules["visdet.engine.optim.registry"]
     for opt in ("AdamW8bit", "AdamW"):  # unresolved stand-ins, as before any first use
         dict.__setitem__(OPTIMIZERS.module_dict, opt, reg.LazyOptimizerClass(reg.get_catalog().entries[opt]))
     importlib.reload(importlib.import_module(name))
@@ -52,7 +52,7 @@ def test_reloading_registration_then_registry_keeps_one_registry_and_real_classe
     result = run_python(
         """
         import importlib
-        import visdet.registry, visdet.engine.optim.registration as reg
+        import visdet.registry, visdet.engine.optim.registry as reg
         from mmengine.registry import OPTIMIZERS as ROOT
         before = visdet.registry.OPTIMIZERS
         importlib.reload(reg)

@@ -11,9 +11,9 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-from visdet.engine.optim.amp_wrapper import AmpOptimWrapper
+from visdet.engine.optim.wrappers.amp_wrapper import AmpOptimWrapper
 from visdet.engine.optim.errors import OptimizerConfigError
-from visdet.engine.optim.hybrid import HybridOptimizer
+from visdet.engine.optim.hybrid.optimizer import HybridOptimizer
 
 
 class Blobs(Dataset):

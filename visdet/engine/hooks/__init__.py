@@ -1,7 +1,5 @@
 """Training hooks visdet adds to mmengine's (registered in visdet's HOOKS)."""
-from visdet.engine.optim.quiet import quiet_import
-
-quiet_import("mmengine.optim")  # via mmengine.hooks; see visdet/models/__init__.py
+import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 from visdet.engine.hooks.checkpoint_hook import CheckpointHook
 from visdet.engine.hooks.curve_plot_hook import CurvePlotHook
 from visdet.engine.hooks.memory_log_hook import MemoryLogHook

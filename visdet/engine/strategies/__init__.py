@@ -26,6 +26,6 @@ __all__ = ["StrategyConfigError", "check_strategy_config", "register", "uses_fle
 
 def register() -> None:
     """Register visdet's strategies (and mmengine's DeepSpeedOptimWrapper), with DeepSpeed's import chatter logged."""
-    from visdet.engine.optim.quiet import quiet_import
+    from visdet.utils.quiet_import import quiet_import
 
     quiet_import("visdet.engine.strategies.registered")

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from visdet.engine.optim.errors import suggestion_text
+from visdet.utils.suggestions import suggestion_text
 from visdet.errors import ConfigError
 
 FLEXIBLE_RUNNER = "FlexibleRunner"

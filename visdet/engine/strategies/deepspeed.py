@@ -116,8 +116,8 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
 
     def _plan_engine_optimizer(self, optim_wrapper: dict[str, Any], model: nn.Module) -> DeepSpeedOptimWrapper:
         """A 1-bit optimizer: checked by visdet's registry, built later by DeepSpeed's engine."""
-        from visdet.engine.optim.constructor import OptimWrapperConstructor
-        from visdet.engine.optim.validation import accepted_keywords, check_keywords, check_values
+        from visdet.engine.optim.build.constructor import OptimWrapperConstructor
+        from visdet.engine.optim.config.validation import accepted_keywords, check_keywords, check_values
         from visdet.registry import OPTIMIZERS
 
         key = "optim_wrapper.optimizer"

@@ -29,8 +29,8 @@ import torch
 from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper as MMEngineDeepSpeedOptimWrapper
 from mmengine.logging import MessageHub
 
-from visdet.engine.optim.errors import NonFiniteTrainingError
-from visdet.engine.optim.optim_wrapper import GRADS, KEY, NonFiniteSkipCounter
+from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
+from visdet.engine.optim.wrappers.optim_wrapper import GRADS, KEY, NonFiniteSkipCounter
 from visdet.registry import OPTIM_WRAPPERS
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchvision.models import resnet as tv_resnet
 
-from visdet.engine.optim.quiet import quiet_import
+from visdet.utils.quiet_import import quiet_import
 from visdet.models.errors import ModelConfigError
 from visdet.registry import MODELS
 

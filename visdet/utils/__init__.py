@@ -1,0 +1,1 @@
+"""Helpers every visdet package uses: did-you-mean, quiet imports, signatures, tables."""
