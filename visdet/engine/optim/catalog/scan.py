@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -270,6 +271,8 @@ class PackageScanner:
         if dotted.startswith("torch."):
             return _is_torch_optimizer(dotted)
         top_level = dotted.split(".")[0]
+        if top_level in sys.stdlib_module_names:  # ``abc.ABC``, ``enum.Enum``: never an optimizer
+            return False
         self.consulted.add(top_level)  # its files (or its absence) now decide answers of ours
         other = live_scanner(top_level)
         if other is None:
