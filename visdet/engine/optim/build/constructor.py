@@ -37,7 +37,9 @@ from mmengine.optim import BaseOptimWrapper, OptimWrapper
 
 from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
 from visdet.utils.suggestions import suggestion_text
-from visdet.engine.optim.hybrid.optimizer import DEFAULT_FALLBACK_KEYS, HybridOptimizer, matrix_view, route_parameters
+from visdet.engine.optim.hybrid.matrix_views import matrix_view
+from visdet.engine.optim.hybrid.optimizer import HybridOptimizer
+from visdet.engine.optim.hybrid.routing import FALLBACK, MATRIX, route_parameters
 from visdet.engine.optim.build.implementation import choose_implementation, log_choice_once
 from visdet.engine.optim.config.low_rank import LowRankConfig, family, parse_low_rank
 from visdet.engine.optim.config.optimizer_config import OptimizerConfig, parse_optimizer_cfg
@@ -55,7 +57,7 @@ from visdet.engine.optim.config.validation import (
 WRAPPER_KEY = "optim_wrapper"
 #: Keys of ``optim_wrapper`` that the builder, not the wrapper class, consumes.
 BUILDER_KEYS = ("type", "optimizer", "paramwise_cfg", "constructor")
-MAIN, MATRIX, FALLBACK = "main", "matrix", "fallback"
+MAIN = "main"  # the route of a config without a fallback; MATRIX and FALLBACK are the routing's
 
 
 @dataclass
@@ -139,14 +141,11 @@ class OptimWrapperConstructor:
         route_of: dict[str, str] = {}
         reasons: dict[str, str] = {}
         if self.optimizer.is_hybrid:
-            keys = self.optimizer.fallback_keys
             decided = route_parameters(
-                model,
-                flatten_conv=self.optimizer.flatten_conv,
-                fallback_keys=DEFAULT_FALLBACK_KEYS if keys is None else keys,
+                model, flatten_conv=self.optimizer.flatten_conv, fallback_keys=self.optimizer.fallback_keys
             )
             for name, route in decided.items():
-                route_of[name] = MATRIX if route.route == "matrix" else FALLBACK
+                route_of[name] = route.route
                 reasons[name] = route.reason
         bases = {name: cfg.base() for name, cfg in routes.items()}
         param_plan = plan_param_groups(model, self.paramwise_cfg, bases, route_of)

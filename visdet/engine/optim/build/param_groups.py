@@ -22,18 +22,16 @@ functions of the model and the config; nothing is built.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
 
 from visdet.engine.optim.errors import OptimizerConfigError
+from visdet.utils.modules import NORM_TYPES, walk_modules  # mmengine's norm types, and RMSNorm, which it predates
 
-NORM_TYPES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 #: Deformable convolutions, by class name: mmcv's need its compiled ops, which
 #: visdet does not install, so they cannot be imported to test against.
 DCN_CLASS_NAMES = frozenset({"DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack"})
@@ -85,14 +83,6 @@ class ParamPlan:
         return merge_groups([s for s in self.settings if route is None or s.route == route])
 
 
-def _walk(module: nn.Module, prefix: str = "", parent_is_dcn: bool = False) -> Iterator[tuple[nn.Module, str, bool]]:
-    """Every (module, dotted prefix, parent-is-DCN), pre-order, repeats included as mmengine visits them."""
-    yield module, prefix, parent_is_dcn
-    is_dcn = type(module).__name__ in DCN_CLASS_NAMES
-    for child_name, child in module.named_children():
-        yield from _walk(child, f"{prefix}.{child_name}" if prefix else child_name, is_dcn)
-
-
 def plan_param_groups(
     model: nn.Module,
     paramwise_cfg: Mapping[str, Any] | None,
@@ -122,7 +112,8 @@ def plan_param_groups(
     seen: dict[int, ParamSetting] = {}
     applied: set[str] = set()
     winners_at: dict[str, str | None] = {}  # full name as mmengine matches it -> winning key
-    for module, prefix, parent_is_dcn in _walk(model):
+    for prefix, module, parent in walk_modules(model):  # repeats included, as mmengine visits them
+        parent_is_dcn = type(parent).__name__ in DCN_CLASS_NAMES
         for local_name, param in module.named_parameters(recurse=False):
             path = f"{prefix}.{local_name}" if prefix else local_name
             if not param.requires_grad:

@@ -16,6 +16,7 @@ from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from visdet.engine.optim.build.constructor import BuildPlan, OptimWrapperConstructor
 from visdet.engine.optim.errors import OptimizerConfigError
+from visdet.utils.tables import text_table
 
 
 MAX_LISTED = 30
@@ -51,12 +52,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-
-
 def format_plan(plan: BuildPlan) -> str:
     """The report as text: parameters, then groups, then what nothing matched."""
     groups_index: dict[int, int] = {}
@@ -83,8 +78,8 @@ def format_plan(plan: BuildPlan) -> str:
     header = ["parameter", "shape", "group", "optimizer", "lr", "weight_decay", "set by"]
     if hybrid:
         header.append("route reason")
-    lines = _table(header, rows)
-    lines += ["", "Groups:"] + _table(["group", "optimizer", "tensors", "values", "lr", "weight_decay", "other"], group_rows)
+    lines = text_table(header, rows)
+    lines += ["", "Groups:"] + text_table(["group", "optimizer", "tensors", "values", "lr", "weight_decay", "other"], group_rows)
     lines.append("")
     for route, cfg in plan.routes.items():
         if route in plan.implementations:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from visdet.engine.optim.catalog import aliases
 from visdet.engine.optim.catalog.catalogue import CatalogEntry, get_catalog
+from visdet.utils.tables import text_table
 
 #: Aliases shown per row of the table (all of them are in the JSON and in docs/aliases.md).
 MAX_ALIASES = 3
@@ -115,11 +116,7 @@ def format_table(infos: list[OptimizerInfo], reason_width: int = 40) -> str:
         shown = ", ".join(i.aliases[:MAX_ALIASES]) + (f" +{len(i.aliases) - MAX_ALIASES}" if len(i.aliases) > MAX_ALIASES else "")
         row = [i.name, i.source, i.version or "-", "yes" if i.runs_here else "no", short, i.state, shown or "-"]
         rows.append(row + [i.description + (f" [{i.notes}]" if i.notes else "")])
-    widths = [max(len(str(r[c])) for r in [headers, *rows]) for c in range(len(headers) - 1)]
-    lines = []
-    for row in [headers, ["-" * w for w in widths] + ["-" * 11], *rows]:
-        cells = [str(cell).ljust(widths[c]) for c, cell in enumerate(row[:-1])]
-        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
+    lines = text_table(headers, rows)
     long_reasons = [i for i in infos if len(i.why_not) > reason_width]
     if long_reasons:
         lines += ["", "Why not, in full:"] + [f"  {i.name}: {i.why_not}" for i in long_reasons]

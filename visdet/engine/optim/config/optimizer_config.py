@@ -173,14 +173,7 @@ def _parse_hybrid(parsed: OptimizerConfig, options: dict[str, Any]) -> None:
     flatten = options.get("flatten_conv", False)
     if not isinstance(flatten, bool):
         raise OptimizerConfigError(f"flatten_conv must be True or False, got {flatten!r}", f"{key}.flatten_conv")
-    fallback_keys = options.get("fallback_keys")
-    if fallback_keys is not None:
-        if not isinstance(fallback_keys, (list, tuple)) or not all(isinstance(k, str) and k for k in fallback_keys):
-            raise OptimizerConfigError(
-                f"fallback_keys must be a list of parameter-name parts like ['fc_cls'], got {fallback_keys!r}",
-                f"{key}.fallback_keys",
-            )
-        fallback_keys = tuple(fallback_keys)
+    fallback_keys = _parse_fallback_keys(options.get("fallback_keys"), f"{key}.fallback_keys")
     fallback_cfg = options.get("fallback")
     if fallback_cfg is None:
         fallback_cfg = default_fallback(parsed)
@@ -193,6 +186,21 @@ def _parse_hybrid(parsed: OptimizerConfig, options: dict[str, Any]) -> None:
         )
     parsed.flatten_conv = flatten
     parsed.fallback_keys = fallback_keys
+
+
+def _parse_fallback_keys(value: Any, key: str) -> tuple[str, ...] | None:
+    """``fallback_keys``: None (the routing's defaults) or module names, with dots at their ends dropped.
+
+    The only check of these names: ``hybrid.routing`` matches them as given.
+    """
+    if value is None:
+        return None
+    expected = "fallback_keys must be a list of parameter-name parts like ['fc_cls']"
+    if isinstance(value, str):
+        raise OptimizerConfigError(f"{expected}, got the string {value!r}; write [{value!r}]", key)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(k, str) and k.strip(".").strip() for k in value):
+        raise OptimizerConfigError(f"{expected}, got {value!r}", key)
+    return tuple(k.strip(".") for k in value)
 
 
 def _parse_zero(name: str, cls: type, kwargs: dict[str, Any], key: str) -> OptimizerConfig:
