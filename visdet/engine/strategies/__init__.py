@@ -16,16 +16,17 @@ Importing this package imports neither DeepSpeed nor FSDP: the strategies
 are registered by :mod:`visdet.engine.strategies.registered` (the registry's
 location, imported on first lookup, as mmengine's ``FlexibleRunner`` already
 imports DeepSpeed by then) or by :func:`register`.
+
+Modules, lowest first: :mod:`.names` (the shared names and
+:class:`StrategyConfigError`) and :mod:`.process_group`; :mod:`.lookup`
+(classes by name through the registry); :mod:`.checks`; the strategies
+(:mod:`.deepspeed` with :mod:`.ds_checkpoint` and :mod:`.ds_optim_wrapper`,
+:mod:`.fsdp`) and :mod:`.runner`; :mod:`.registered`, which imports them all.
 """
 from __future__ import annotations
 
-from .checks import StrategyConfigError, check_strategy_config, uses_flexible_runner
+from visdet.engine.strategies.checks import check_strategy_config, uses_flexible_runner
+from visdet.engine.strategies.lookup import register
+from visdet.engine.strategies.names import StrategyConfigError
 
 __all__ = ["StrategyConfigError", "check_strategy_config", "register", "uses_flexible_runner"]
-
-
-def register() -> None:
-    """Register visdet's strategies (and mmengine's DeepSpeedOptimWrapper), with DeepSpeed's import chatter logged."""
-    from visdet.utils.quiet_import import quiet_import
-
-    quiet_import("visdet.engine.strategies.registered")

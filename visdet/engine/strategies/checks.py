@@ -17,14 +17,11 @@ from typing import Any
 
 import torch
 
+from visdet.engine.strategies.lookup import strategy_class
+from visdet.engine.strategies.names import (DEEPSPEED, DEEPSPEED_WRAPPER, FLEXIBLE_RUNNER, FSDP, FSDP_WRAPPER,
+                                            KNOWN_STRATEGIES, StrategyConfigError)
 from visdet.utils.suggestions import suggestion_text
-from visdet.errors import ConfigError
 
-FLEXIBLE_RUNNER = "FlexibleRunner"
-DEEPSPEED, FSDP = "DeepSpeedStrategy", "FSDPStrategy"
-#: Strategies mmengine 0.10 ships; visdet replaces the first two with fixed subclasses.
-KNOWN_STRATEGIES = (DEEPSPEED, FSDP, "DDPStrategy", "SingleDeviceStrategy", "ColossalAIStrategy")
-DEEPSPEED_WRAPPER = "DeepSpeedOptimWrapper"
 #: visdet registry name -> the name DeepSpeed's config uses; DeepSpeed builds these itself,
 #: passing its engine, and they communicate through its compressed allreduce.
 ENGINE_OPTIMIZERS = {"OnebitAdam": "OneBitAdam", "OnebitLamb": "OneBitLamb", "ZeroOneAdam": "ZeroOneAdam"}
@@ -36,10 +33,6 @@ ONEBIT_CPU_REASON = (
 )
 OFFLOAD_OPTIMIZERS = ("DeepSpeedCPUAdam",)
 ZERO_STAGES = (0, 1, 2, 3)
-
-
-class StrategyConfigError(ConfigError):
-    """A mistake in ``runner_type``/``strategy`` or in what the strategy needs from ``optim_wrapper``."""
 
 
 def uses_flexible_runner(cfg: Mapping[str, Any]) -> bool:
@@ -115,12 +108,7 @@ def _check_deepspeed(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> Non
         raise StrategyConfigError(
             f"{DEEPSPEED} needs DeepSpeed, which is not installed: pip install 'deepspeed<0.19.7' "
             "(or pip install -e '.[all]')", "strategy.type")
-    from . import register
-
-    register()
-    from .deepspeed import DeepSpeedStrategy
-
-    _check_keys(strategy, DeepSpeedStrategy)
+    _check_keys(strategy, strategy_class(DEEPSPEED))
     if strategy.get("config") is not None:
         raise StrategyConfigError(
             "visdet takes DeepSpeed's settings as strategy keys (zero_optimization=..., gradient_clipping=..., "
@@ -186,12 +174,7 @@ def _check_engine_optimizer(optimizer: str, stage: int) -> None:
 
 
 def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
-    from . import register
-
-    register()
-    from .fsdp import FSDPStrategy
-
-    _check_keys(strategy, FSDPStrategy)
+    _check_keys(strategy, strategy_class(FSDP))
     state_dict_cfg = strategy.get("state_dict_cfg", "local")
     if state_dict_cfg != "full":
         raise StrategyConfigError(
@@ -201,7 +184,7 @@ def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
     wrapper = strategy.get("model_wrapper") or {}
     if not wrapper.get("use_orig_params", False):
         raise StrategyConfigError(
-            "visdet needs model_wrapper=dict(type='MMFullyShardedDataParallel', use_orig_params=True): the "
+            f"visdet needs model_wrapper=dict(type='{FSDP_WRAPPER}', use_orig_params=True): the "
             "optimizer is built on the unwrapped model and moved onto FSDP's shards by parameter name, which "
             "only use_orig_params=True keeps", "strategy.model_wrapper.use_orig_params")
     optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")

@@ -45,10 +45,8 @@ from torch import nn
 
 from visdet.registry import STRATEGIES
 
-from .checks import FSDP
-from .process_group import set_single_process_env
-
-FSDP_WRAPPER = "MMFullyShardedDataParallel"
+from visdet.engine.strategies.names import FSDP, FSDP_WRAPPER
+from visdet.engine.strategies.process_group import set_single_process_env
 
 
 def _ensure_process_group() -> None:

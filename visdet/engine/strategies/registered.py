@@ -6,4 +6,4 @@ names one (never by ``import visdet``).
 """
 from __future__ import annotations
 
-from . import deepspeed, ds_optim_wrapper, fsdp, runner  # noqa: F401  (imported for registration)
+from visdet.engine.strategies import deepspeed, ds_optim_wrapper, fsdp, runner  # noqa: F401  (registration)

@@ -15,10 +15,11 @@ from mmengine.fileio import join_path
 from mmengine.runner import FlexibleRunner as MMEngineFlexibleRunner
 
 from visdet.engine.runner import AutoResume, DatasetSectionKeys  # --resume with nothing says so; full dataset keys
+from visdet.engine.strategies.names import FLEXIBLE_RUNNER
 from visdet.registry import RUNNERS
 
 
-@RUNNERS.register_module(name="FlexibleRunner", force=True)  # force: survives re-import
+@RUNNERS.register_module(name=FLEXIBLE_RUNNER, force=True)  # force: survives re-import
 class FlexibleRunner(AutoResume, DatasetSectionKeys, MMEngineFlexibleRunner):
     """mmengine's FlexibleRunner whose checkpoints record the epoch and iteration they hold."""
 
