@@ -15,7 +15,7 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner
                                   check_checkpoint_path, load_config, parse_tool_args, prepare_embedded_data,
                                   run_reporting_errors, set_launcher, set_strategy_aside, set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
-from visdet.engine.weights_check import check_evaluation_weights  # noqa: E402
+from visdet.engine.checkpoint.weights_check import check_evaluation_weights  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

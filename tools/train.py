@@ -22,7 +22,7 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_back
 from visdet.engine.preflight import check_config  # noqa: E402
 from visdet.engine.resume_check import fresh_optimizer_requested  # noqa: E402
 from visdet.errors import ConfigError  # noqa: E402
-from visdet.engine.weights_check import check_load_from  # noqa: E402
+from visdet.engine.checkpoint.weights_check import check_load_from  # noqa: E402
 
 
 def check_work_dir(work_dir: str, key: str) -> None:

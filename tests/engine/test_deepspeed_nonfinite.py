@@ -23,13 +23,13 @@ from torch import nn
 from torch.utils.data import Dataset
 from mmengine.model import BaseModel
 
-from visdet.engine import checkpoint_io
+from visdet.engine.checkpoint.install import install
 from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
 from visdet.engine.strategies import register
 from visdet.engine.strategies.ds_checkpoint import DEEPSPEED_SAFE_GLOBALS
 
 register()
-checkpoint_io.install()
+install()
 from visdet.engine.strategies.deepspeed import DeepSpeedStrategy
 from visdet.engine.strategies.runner import FlexibleRunner
 

@@ -14,7 +14,8 @@ import torch
 from mmengine.runner.checkpoint import save_checkpoint
 
 from visdet.datasets.embedded import EmbeddedDataSpec, generate
-from visdet.engine import checkpoint_io
+from visdet.engine.checkpoint.atomic import current_umask
+from visdet.engine.checkpoint.install import install
 
 
 @pytest.fixture(params=[0o022, 0o027])
@@ -31,10 +32,10 @@ def _mode(path) -> int:
 
 
 def test_checkpoints_follow_the_umask(tmp_path, umask):
-    checkpoint_io.install()
+    install()
     save_checkpoint({"state_dict": {"w": torch.ones(2)}}, str(tmp_path / "epoch_1.pth"))  # the Runner's call
     assert _mode(tmp_path / "epoch_1.pth") == 0o666 & ~umask
-    assert checkpoint_io.current_umask() == umask
+    assert current_umask() == umask
 
 
 def test_generated_data_set_folder_follows_the_umask(tmp_path, umask):

@@ -69,7 +69,7 @@ def test_checkpoint_of_another_model_is_refused_naming_keys(checkpoints, tmp_pat
 
 
 def test_missing_keys_are_a_misfit_too(checkpoints, tmp_path):
-    from visdet.engine.weights_check import compare_state_dicts, read_state_dict
+    from visdet.engine.checkpoint.weights_check import compare_state_dicts, read_state_dict
 
     model = torch.load(checkpoints["r18"], weights_only=True)["state_dict"]
     # Saved from inside DDP: mmengine strips the 'module.' prefix when it loads, and so does the check.

@@ -212,7 +212,7 @@ def is_current(root: str | Path, spec: EmbeddedDataSpec) -> bool:
 
 def generate(root: str | Path, spec: EmbeddedDataSpec | None = None) -> Path:
     """Write the train and val splits under ``root`` (replacing an outdated set); return ``root``."""
-    from visdet.engine.checkpoint_io import current_umask
+    from visdet.engine.checkpoint.atomic import current_umask
 
     spec = spec or EmbeddedDataSpec()
     spec.validate()

@@ -68,7 +68,7 @@ def run_reporting_errors(action: Callable[[], None], debug: bool = False,
     * 2: a configuration mistake (``ConfigError``), including a remote
       checkpoint: visdet downloads nothing (see :func:`refuse_downloads`).
     * 130: interrupted (Ctrl-C / SIGINT). Checkpoint writes are atomic
-      (:mod:`visdet.engine.checkpoint_io`), so every checkpoint on disk is
+      (:mod:`visdet.engine.checkpoint.atomic`), so every checkpoint on disk is
       complete; ``on_interrupt`` adds which one to resume from.
 
     Anything else is a bug and propagates with its traceback. With ``debug``
@@ -161,7 +161,7 @@ def refuse_downloads() -> None:
         return
 
     def load_cached(filename: str, map_location: Any = None) -> Any:
-        from visdet.engine.checkpoint_io import load_checkpoint_file
+        from visdet.engine.checkpoint.loading import load_checkpoint_file
 
         try:
             url = _remote_url(filename)
@@ -247,8 +247,10 @@ def check_checkpoint_path(cfg: Config, path: str, key: str, resuming: bool) -> N
     in its own per-process files; loading weights (``tools/test.py``,
     ``load_from``) takes either.
     """
-    from visdet.engine.strategies.checks import DEEPSPEED, strategy_type
-    from visdet.engine.strategies.ds_weights import MODEL_STATES, is_deepspeed_folder, is_zero3_folder, zero3_message
+    from visdet.engine.checkpoint.deepspeed_folder import (MODEL_STATES, is_deepspeed_folder, is_zero3_folder,
+                                                           zero3_message)
+    from visdet.engine.strategies.checks import strategy_type
+    from visdet.engine.strategies.names import DEEPSPEED
 
     if osp.isdir(path):
         if not is_deepspeed_folder(path):
@@ -349,9 +351,9 @@ def build_runner(cfg: Config, allow_unsafe_checkpoint: bool = False):
     """
     from visdet.engine.runner import Runner
 
-    from visdet.engine import checkpoint_io
+    from visdet.engine.checkpoint.install import install
 
-    checkpoint_io.install(allow_unsafe=allow_unsafe_checkpoint)
+    install(allow_unsafe=allow_unsafe_checkpoint)
     init_cpu_process_group(cfg)
 
     from visdet.registry import RUNNERS

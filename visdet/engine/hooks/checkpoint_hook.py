@@ -2,7 +2,7 @@
 
 mmengine 0.10's ``CheckpointHook._save_best_checkpoint`` deletes the previous
 ``best_*.pth`` and only then writes the new one. visdet's writes are atomic
-(:mod:`visdet.engine.checkpoint_io`: a temporary ``.<name>.XXXXXXXX.tmp`` renamed
+(:mod:`visdet.engine.checkpoint.atomic`: a temporary ``.<name>.XXXXXXXX.tmp`` renamed
 into place), so a run killed during that write is left with no best checkpoint
 at all, only the temporary, which nothing removes (the full size of a model).
 
@@ -30,6 +30,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
 from mmengine.logging import print_log
 
+from visdet.engine.checkpoint.atomic import atomic_write_bytes, remove_stale_temporaries
 from visdet.registry import HOOKS
 
 
@@ -39,13 +40,11 @@ class CheckpointHook(MMEngineCheckpointHook):
 
     def before_train(self, runner) -> None:
         """mmengine's set-up, then remove unfinished checkpoint writes of an interrupted run (rank 0)."""
-        from visdet.engine import checkpoint_io  # here: importing mmengine.runner at import time prints (DeepSpeed)
-
         super().before_train(runner)
         if not is_main_process() or not isinstance(self.file_backend, LocalBackend):
             return
         for folder in dict.fromkeys([str(self.out_dir), str(runner.work_dir)]):
-            removed = checkpoint_io.remove_stale_temporaries(folder)
+            removed = remove_stale_temporaries(folder)
             if removed:
                 print_log(f"Removed {len(removed)} unfinished checkpoint write(s) an interrupted run left in "
                           f"{folder}: {', '.join(p.name for p in removed)}", logger="current", level=logging.INFO)
@@ -56,8 +55,6 @@ class CheckpointHook(MMEngineCheckpointHook):
         Rewritten rather than wrapped because the unsafe order (remove, then
         write) and the plain pointer write sit inside mmengine's one method.
         """
-        from visdet.engine.checkpoint_io import atomic_write_bytes
-
         outdated = None
         # _save_checkpoint and _save_best_checkpoint may both save this step in one epoch: count it once.
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):

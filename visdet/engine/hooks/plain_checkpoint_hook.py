@@ -10,7 +10,7 @@ save, and turns them back into ``HistoryBuffer`` objects right after a load,
 before the Runner hands them to its MessageHub. Model, optimizer and
 scheduler states are tensors and built-in types already and are not touched.
 
-When the Runner starts it also installs :mod:`visdet.engine.checkpoint_io`
+When the Runner starts it also installs :mod:`visdet.engine.checkpoint.install`
 (atomic checkpoint writes, ``weights_only=True`` loading with errors that name
 the file), unless ``tools/train.py`` already did.
 """
@@ -70,10 +70,10 @@ class PlainCheckpointHook(Hook):
     priority = "VERY_LOW"  # after every hook that adds to the checkpoint
 
     def before_run(self, runner) -> None:  # before the Runner loads or resumes anything
-        from visdet.engine import checkpoint_io
+        from visdet.engine.checkpoint.install import install, is_installed
 
-        if not checkpoint_io.is_installed():
-            checkpoint_io.install()
+        if not is_installed():
+            install()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         for key in ("message_hub", "meta"):

@@ -4,8 +4,8 @@ DeepSpeed 0.19's ``TorchCheckpointEngine`` writes each file of a checkpoint
 folder with a plain ``torch.save`` (a kill mid-write leaves a truncated file)
 and reads every file with ``torch.load(..., weights_only=False)``, which runs
 whatever the file's pickle asks for. :class:`SafeCheckpointEngine` is the same
-engine with visdet's atomic write (:func:`visdet.engine.checkpoint_io.atomic_write_bytes`)
-and visdet's loader (:func:`visdet.engine.checkpoint_io.load_checkpoint_file`:
+engine with visdet's atomic write (:func:`visdet.engine.checkpoint.atomic.atomic_write_bytes`)
+and visdet's loader (:func:`visdet.engine.checkpoint.loading.load_checkpoint_file`:
 ``weights_only=True``, errors that name the file). The strategy installs it on
 the engine right after ``deepspeed.initialize``.
 """
@@ -20,7 +20,8 @@ from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
 from deepspeed.runtime.zero.config import ZeroStageEnum
 from deepspeed.utils.tensor_fragment import fragment_address
 
-from visdet.engine import checkpoint_io
+from visdet.engine.checkpoint.atomic import atomic_write_bytes
+from visdet.engine.checkpoint.loading import load_checkpoint_file
 
 #: What DeepSpeed 0.19's ZeRO 1/2 checkpoints hold beyond tensors and plain containers
 #: (found with torch.serialization.get_unsafe_globals_in_checkpoint on their files): the
@@ -38,11 +39,11 @@ class SafeCheckpointEngine(TorchCheckpointEngine):
     def save(self, state_dict: Any, path: str) -> None:
         buffer = io.BytesIO()
         torch.save(state_dict, buffer, _use_new_zipfile_serialization=True)
-        checkpoint_io.atomic_write_bytes(buffer.getbuffer(), path)
+        atomic_write_bytes(buffer.getbuffer(), path)
 
     def load(self, path: str, map_location: Any = None) -> Any:
         with torch.serialization.safe_globals(DEEPSPEED_SAFE_GLOBALS):
-            return checkpoint_io.load_checkpoint_file(path, map_location)
+            return load_checkpoint_file(path, map_location)
 
 
 def install(engine: Any) -> None:

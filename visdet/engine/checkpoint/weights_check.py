@@ -90,7 +90,7 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
     """The weights a checkpoint gives the model, read as ``Runner.load_checkpoint`` reads them.
 
     mmengine's ``CheckpointLoader`` picks the loader visdet installed for the
-    path (:mod:`visdet.engine.checkpoint_io`: a file with the safe loader, a
+    path (:mod:`visdet.engine.checkpoint.install`: a file with the safe loader, a
     DeepSpeed folder's module weights; a remote name only from the torch hub
     cache); then, as in mmengine, the ``state_dict`` entry with ``module.`` stripped.
 

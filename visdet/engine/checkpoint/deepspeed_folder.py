@@ -9,8 +9,9 @@ it needs neither DeepSpeed nor a process group. Under ZeRO-3 the weights are
 split over the ``zero_pp_rank_*`` files; DeepSpeed's ``zero_to_fp32.py``
 (which the strategy copies into the work dir) merges them, and the error says so.
 
-The file is read with visdet's ``weights_only=True`` loader; a ZeRO 0-2
-model-states file holds only tensors and plain containers.
+The file is read with visdet's ``weights_only=True`` loader
+(:mod:`visdet.engine.checkpoint.loading`); a ZeRO 0-2 model-states file holds
+only tensors and plain containers.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import glob
 import os
 from typing import Any
 
+from visdet.engine.checkpoint.loading import load_checkpoint_file
 from visdet.errors import CheckpointError
 
 #: The file of a DeepSpeed checkpoint folder that holds the module weights (model-parallel rank 0).
@@ -41,8 +43,6 @@ def load_deepspeed_weights(folder: str | os.PathLike, map_location: Any = None) 
         CheckpointError: ``folder`` holds no model-states file, or a ZeRO-3
             checkpoint whose weights are partitioned (with the merge command).
     """
-    from visdet.engine.checkpoint_io import load_checkpoint_file
-
     folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
     if not is_deepspeed_folder(folder):
         raise CheckpointError(f"checkpoint {folder} is a folder without {MODEL_STATES}: not a DeepSpeed "

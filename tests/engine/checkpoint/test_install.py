@@ -1,4 +1,4 @@
-"""Checkpoints are written atomically and loaded with weights_only=True; bad files are named, never run."""
+"""Through mmengine, checkpoints are written atomically and loaded safely; a kill mid-save loses nothing."""
 from __future__ import annotations
 
 import os
@@ -6,84 +6,28 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 from testutils import REPO
-from visdet.engine import checkpoint_io
+from visdet.engine.checkpoint import atomic
+from visdet.engine.checkpoint.install import install, is_installed
+from visdet.engine.checkpoint.loading import load_checkpoint_file
 from visdet.errors import CheckpointError
 
 
-class _Payload:
-    """Pickles as a call to os.system: what a malicious checkpoint carries."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
-    target = tmp_path / "epoch_1.pth"
-    checkpoint_io.atomic_write_bytes(b"old and complete", target)
-
-    def crash(*args):
-        raise KeyboardInterrupt  # as if the process were stopped between write and rename
-
-    monkeypatch.setattr(checkpoint_io.os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint_io.atomic_write_bytes(b"new", target)
-    assert target.read_bytes() == b"old and complete"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth"]  # no temporary left behind
-
-
-def test_malicious_checkpoint_is_refused_and_its_payload_does_not_run(tmp_path):
-    marker = tmp_path / "payload_ran"
-    path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"w": torch.zeros(2)}, "meta": _Payload(marker)}, path)
-    with pytest.raises(CheckpointError) as info:
-        checkpoint_io.load_checkpoint_file(path, allow_unsafe=False)
-    message = str(info.value)
-    assert str(path) in message and "system" in message and "--allow-unsafe-checkpoint" in message
-    assert not marker.exists()
-
-
-def test_unsafe_objects_load_only_with_the_explicit_opt_in(tmp_path):
-    from fractions import Fraction  # harmless, but not a tensor or plain container
-
-    path = tmp_path / "fraction.pth"
-    torch.save({"ratio": Fraction(1, 3)}, path)
-    with pytest.raises(CheckpointError, match="fractions.Fraction"):
-        checkpoint_io.load_checkpoint_file(path, allow_unsafe=False)
-    assert checkpoint_io.load_checkpoint_file(path, allow_unsafe=True)["ratio"] == Fraction(1, 3)
-
-
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_truncated_or_corrupt_checkpoint_is_named(tmp_path, damage):
-    path = tmp_path / "epoch_3.pth"
-    torch.save({"state_dict": {"w": torch.randn(1000)}}, path)
-    data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 10,
-                      "empty": b""}[damage])
-    with pytest.raises(CheckpointError, match="truncated or corrupt") as info:
-        checkpoint_io.load_checkpoint_file(path)
-    assert str(path) in str(info.value)
-
-
-def test_install_routes_mmengine_saves_and_loads(tmp_path):
+def test_install_routes_mmengine_saves_and_loads(tmp_path, payload):
     from mmengine.fileio import get_file_backend
     from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint
 
-    checkpoint_io.install()
-    assert checkpoint_io.is_installed()
-    assert isinstance(get_file_backend(str(tmp_path)), checkpoint_io.AtomicLocalBackend)
+    install()
+    assert is_installed()
+    assert isinstance(get_file_backend(str(tmp_path)), atomic.AtomicLocalBackend)
     path = tmp_path / "ok.pth"
     save_checkpoint({"state_dict": {"w": torch.ones(3)}}, str(path))
     assert torch.equal(_load_checkpoint(str(path))["state_dict"]["w"], torch.ones(3))
-    torch.save({"meta": _Payload(tmp_path / "ran")}, tmp_path / "evil.pth")
+    torch.save({"meta": payload(tmp_path / "ran")}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointError):
         _load_checkpoint(str(tmp_path / "evil.pth"))
     assert not (tmp_path / "ran").exists()
@@ -94,7 +38,7 @@ _TRAIN = textwrap.dedent("""
     from mmengine.model import BaseModel
     from mmengine.runner import Runner
     from torch import nn
-    from visdet.engine import checkpoint_io
+    from visdet.engine.checkpoint import atomic
 
     class Tiny(BaseModel):
         def __init__(self):
@@ -107,7 +51,7 @@ _TRAIN = textwrap.dedent("""
 
     work_dir, kill_at, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "resume"
     if kill_at:  # SIGKILL in the middle of writing the kill_at-th checkpoint
-        real_write, saves = checkpoint_io.os.fdopen, []
+        real_write, saves = atomic.os.fdopen, []
         def fdopen(fd, mode="r", *a, **k):
             handle = real_write(fd, mode, *a, **k)
             if "b" in mode and mode.startswith("w"):
@@ -121,7 +65,7 @@ _TRAIN = textwrap.dedent("""
                     return real(data)
                 handle.write = write
             return handle
-        checkpoint_io.os.fdopen = fdopen
+        atomic.os.fdopen = fdopen
     torch.manual_seed(0)
     runner = Runner(
         model=Tiny(), work_dir=work_dir,
@@ -148,7 +92,7 @@ def test_kill_during_a_save_keeps_the_last_complete_checkpoint_and_resume_uses_i
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not (work_dir / "iter_3.pth").exists()  # the half-written save never took the name
     assert (work_dir / "last_checkpoint").read_text().strip().endswith("iter_2.pth")
-    checkpoint_io.load_checkpoint_file(work_dir / "iter_2.pth")  # complete and safe to load
+    load_checkpoint_file(work_dir / "iter_2.pth")  # complete and safe to load
 
     resumed = subprocess.run([sys.executable, str(script), str(work_dir), "0", "resume"], capture_output=True,
                              text=True, cwd=tmp_path, env=env, timeout=300)
