@@ -1,7 +1,7 @@
 """tools/test.py and tools/train.py --resume with the checkpoint folders DeepSpeed writes.
 
 One-process DeepSpeed runs of the small detector on the CPU (CUDA hidden, as
-in tests/engine/test_deepspeed_strategy.py); evaluation reads the folder's
+in tests/engine/strategies/test_deepspeed_strategy.py); evaluation reads the folder's
 weights without DeepSpeed. Identical detections from the folder and from a
 plain file of the same weights, and different ones from another epoch's
 folder, show the folder's weights are the ones evaluated.

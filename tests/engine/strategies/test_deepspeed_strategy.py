@@ -17,11 +17,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from testutils import data_options, dist_train, free_port, run_log
+from testutils import REPO, data_options, dist_train, free_port, run_log
 from testutils import train_losses as losses
 from visdet.engine.strategies import StrategyConfigError, check_strategy_config
 
-REPO = Path(__file__).resolve().parents[2]
 ZERO2 = "configs/faster_rcnn_r18_small_deepspeed_zero2.py"
 ZERO1 = "configs/faster_rcnn_r18_small_deepspeed_zero1.py"
 OFFLOAD = "configs/faster_rcnn_r18_small_deepspeed_zero2_offload.py"
