@@ -1,6 +1,7 @@
 """Filling OPTIMIZERS: names from every source, naming rule, laziness, idempotence, failures."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 
@@ -17,8 +18,9 @@ from visdet.engine.optim.registry import (
     get_catalog,
     register_all_optimizers,
 )
-from visdet.engine.optim.catalog.sources import Found, default_sources
-from visdet.engine.optim.catalog.sources.deepspeed_ops import DeepSpeedSource
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.sources import default_sources
+from visdet.engine.optim.catalog.sources.deepspeed_ops import SOURCE as DEEPSPEED
 from visdet.registry import OPTIMIZERS
 
 TORCH_NAMES = {"Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "ASGD", "Rprop",
@@ -53,6 +55,11 @@ def test_every_torch_optimizer_is_registered_and_adafactor_is_renamed():
     assert get_catalog().lookup("Adafactor").spec.import_path == "transformers.optimization.Adafactor"
 
 
+def _fields(source: Source) -> dict:
+    """A source's settings, to build a variant of it."""
+    return {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
+
+
 def _real_exported_classes(source, module_name: str) -> set[str]:
     """Optimizer classes a module exports (``__all__`` when it has one) that its package defines."""
     module = importlib.import_module(module_name)
@@ -60,14 +67,14 @@ def _real_exported_classes(source, module_name: str) -> set[str]:
     return {
         name for name in names
         if inspect.isclass(obj := getattr(module, name)) and issubclass(obj, torch.optim.Optimizer)
-        and obj.__module__.split(".")[0] == source.top_level and source.keep(Found(name, module_name))
+        and obj.__module__.split(".")[0] == source.top_level and (source.only is None or name in source.only)
     }
 
 
 @pytest.mark.parametrize("source", default_sources()[1:], ids=lambda s: s.package)
 def test_static_discovery_matches_a_real_import(source):
     """The ast scan must find exactly the classes a real import exposes (re-exports of torch's are torch's)."""
-    discovered = {(f.module, f.class_name) for f in source.discover()}
+    discovered = {(module, name) for name, module in source.discover().items()}
     real = {(module, name) for module in source.export_modules for name in _real_exported_classes(source, module)}
     assert discovered == real
     assert discovered  # every source's package is installed in CI
@@ -245,11 +252,11 @@ def test_a_package_that_fails_to_import_is_reported_not_fatal():
 
 
 def test_a_class_missing_from_the_installed_version_names_the_version():
-    class OlderDeepSpeed(DeepSpeedSource):
-        def discover(self) -> list[Found]:
-            return [f for f in super().discover() if f.class_name != "OnebitAdam"]
+    class OlderDeepSpeed(Source):
+        def discover(self) -> dict[str, str]:
+            return {n: m for n, m in super().discover().items() if n != "OnebitAdam"}
 
-    catalog = OptimizerCatalog([OlderDeepSpeed()])
+    catalog = OptimizerCatalog([OlderDeepSpeed(**_fields(DEEPSPEED))])
     entry = catalog.entries["OnebitAdam"]
     assert not entry.present
     assert entry.why_not() == (
@@ -283,11 +290,11 @@ def test_plain_mmengine_registry_can_be_filled_too():
 
 
 def test_a_source_that_cannot_be_inspected_leaves_the_others_working():
-    class Exploding(DeepSpeedSource):
-        def discover(self) -> list[Found]:
+    class Exploding(Source):
+        def discover(self) -> dict[str, str]:
             raise PermissionError("cannot read site-packages/deepspeed")
 
-    catalog = OptimizerCatalog([default_sources()[0], Exploding()])
+    catalog = OptimizerCatalog([default_sources()[0], Exploding(**_fields(DEEPSPEED))])
     assert catalog.entries["AdamW"].present
     entry = catalog.entries["FusedAdam"]
     assert not entry.present

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -16,7 +17,8 @@ import torch
 from visdet.engine.optim.catalog import aliases
 from visdet.engine.optim.catalog.availability import unmet_needs
 from visdet.engine.optim.catalog.spec import OptimizerSpec
-from visdet.engine.optim.catalog.sources import Found, Source, default_sources
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.sources import default_sources
 from visdet.engine.optim.errors import OPTIMIZER_KEY, OptimizerUnavailableError
 from visdet.utils.quiet_import import quiet_import
 
@@ -81,22 +83,22 @@ class OptimizerCatalog:
     def _add_source(self, source: Source) -> None:
         failure = ""
         try:
-            discovered = {f.class_name: f for f in source.discover()}
+            discovered = source.discover()
         except Exception as exc:  # a broken install must not break ``import visdet``
             logger.debug("could not inspect %s", source.package, exc_info=True)
             discovered, failure = {}, f"{source.title} could not be inspected ({type(exc).__name__}: {exc})"
-        known = {f.class_name: f for f in source.known}
+        known = source.known()
         for class_name in sorted(discovered.keys() | known.keys()):
-            found = discovered.get(class_name) or known[class_name]
+            module = discovered.get(class_name) or known[class_name]
             name = source.registry_name(class_name)
             if name in self.entries:
                 name = f"{source.prefix}{name}"
             if name in self.entries:
-                logger.debug("skipping %s.%s: name %s taken twice", found.module, class_name, name)
+                logger.debug("skipping %s.%s: name %s taken twice", module, class_name, name)
                 continue
             present = class_name in discovered
             self.entries[name] = CatalogEntry(
-                spec=self._spec(source, found, name),
+                spec=source.spec_for(class_name, module, name),
                 source=source,
                 present=present,
                 missing_reason="" if present else failure or self._missing_reason(source, class_name),
@@ -120,23 +122,6 @@ class OptimizerCatalog:
         for name, spellings in found.items():
             entry = self.entries[name]
             entry.spec = replace(entry.spec, aliases=tuple(dict.fromkeys((*entry.spec.aliases, *spellings))))
-
-    @staticmethod
-    def _spec(source: Source, found: Found, name: str) -> OptimizerSpec:
-        meta = source.meta(found.class_name)
-        description = meta.description or source.describe(found) or f"{source.title} optimizer"
-        return OptimizerSpec(
-            name=name,
-            class_name=found.class_name,
-            module=found.module,
-            source=source.package,
-            description=description,
-            devices=meta.devices,
-            state_bytes=meta.state_bytes,
-            state_note=meta.state_note,
-            needs=meta.needs,
-            notes=meta.notes,
-        )
 
     @staticmethod
     def _missing_reason(source: Source, class_name: str) -> str:
@@ -174,3 +159,22 @@ def _norm(package: str) -> str:
 def get_catalog() -> OptimizerCatalog:
     """The process-wide catalogue, built once from the default sources."""
     return OptimizerCatalog(default_sources())
+
+
+def spec_for_class(cls: type) -> OptimizerSpec | None:
+    """The record of an optimizer class, found by identity among the catalogue's classes.
+
+    A class is matched through the module that exports it (apollo-torch defines
+    ``AdamW`` and exports it as ``APOLLOAdamW``), without importing anything new:
+    ``cls`` exists, so its package is imported already.
+    """
+    top = cls.__module__.split(".")[0]
+    for entry in get_catalog().entries.values():
+        spec = entry.spec
+        if entry.resolved is cls:
+            return spec
+        if spec.module.split(".")[0] != top or spec.module not in sys.modules:
+            continue
+        if getattr(sys.modules[spec.module], spec.class_name, None) is cls:
+            return spec
+    return None

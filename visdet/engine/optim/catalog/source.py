@@ -1,29 +1,26 @@
-"""What every optimizer source provides: install state, discovery, metadata.
+"""``Source``: one package that ships optimizers, written as data (one value per source module).
 
-A source is one package that ships optimizers. It knows its catalogue of
-names (so names stay listed when the package is missing), discovers what the
-installed version really exports (so new classes appear without a visdet
-release), and attaches metadata. Nothing here imports the package itself.
+A source knows its catalogue of classes with their facts (so names stay listed
+when the package is missing), and finds what the installed version really
+exports (so new classes appear without a visdet release). Nothing here imports
+the package: discovery reads its files (``scan``), unless the package is torch,
+which is imported anyway and is read live.
 """
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from visdet.engine.optim.catalog.spec import Meta
+import torch
+
 from visdet.engine.optim.catalog.scan import scanner_for
+from visdet.engine.optim.catalog.spec import OptimizerSpec
 
 
 @dataclass(frozen=True)
-class Found:
-    """A class name and the module that exports it."""
-
-    class_name: str
-    module: str
-
-
-@dataclass
 class Source:
     """One package that ships optimizers.
 
@@ -34,9 +31,16 @@ class Source:
         install_hint: What to run to install it.
         prefix: Prepended to a class name already taken by an earlier source.
         export_modules: Modules whose exported optimizer classes are registered.
-        known: Catalogue of names this source is known to ship, with their
-            module, so they stay listed when the package is missing.
+        specs: Class name -> its facts, for every class this source is known to
+            ship (listed even when the package is missing). A spec without a
+            ``module`` lives in the first export module.
+        default: Facts of a discovered class that ``specs`` does not know.
+        facts_for: Facts computed from a class name (bitsandbytes' names encode
+            them); used instead of ``default`` for classes outside ``specs``.
+        only: When set, the only class names registered from this package.
+        renames: Class name -> registry name, before collision handling.
         removed: Class name -> the release that removed it, for messages.
+        live: Discover by reading the imported module (torch) instead of its files.
     """
 
     package: str
@@ -45,16 +49,21 @@ class Source:
     install_hint: str
     prefix: str
     export_modules: tuple[str, ...]
-    known: tuple[Found, ...] = ()
-    removed: dict[str, str] = field(default_factory=dict)
+    specs: Mapping[str, OptimizerSpec] = field(default_factory=dict)
+    default: OptimizerSpec = OptimizerSpec()
+    facts_for: Callable[[str], OptimizerSpec] | None = None
+    only: frozenset[str] | None = None
+    renames: Mapping[str, str] = field(default_factory=dict)
+    removed: Mapping[str, str] = field(default_factory=dict)
+    live: bool = False
 
     @cached_property
     def version(self) -> str | None:
-        """Installed version, or None when the package is not installed."""
+        """Installed version (without a local ``+cu128`` part), or None when it is not installed."""
         if scanner_for(self.top_level) is None:
             return None
         try:
-            return importlib.metadata.version(self.package)
+            return importlib.metadata.version(self.package).split("+")[0]
         except importlib.metadata.PackageNotFoundError:
             return "unknown"
 
@@ -62,37 +71,63 @@ class Source:
     def installed(self) -> bool:
         return self.version is not None
 
-    def discover(self) -> list[Found]:
-        """Optimizer classes the installed version defines and exports (empty if absent).
+    def known(self) -> dict[str, str]:
+        """Class name -> module of every class the catalogue lists for this source."""
+        return {name: spec.module or self.export_modules[0] for name, spec in self.specs.items()}
+
+    def discover(self) -> dict[str, str]:
+        """Class name -> module of the optimizer classes the installed version defines and exports.
 
         A class the package only re-exports from elsewhere (pytorch-optimizer
         exports torch's ``Adam``; transformers' module binds torch's
-        ``Optimizer``) is left to its own source, and ``keep`` can narrow the rest.
+        ``Optimizer``) is left to its own source; ``only`` narrows the rest.
         """
+        found = self._discover_live() if self.live else self._discover_by_scan()
+        return {name: module for name, module in found.items() if self.only is None or name in self.only}
+
+    def _discover_by_scan(self) -> dict[str, str]:
         scanner = scanner_for(self.top_level)
         if scanner is None:
-            return []
-        found: list[Found] = []
+            return {}
+        found: dict[str, str] = {}
         for module in self.export_modules:
             for name in scanner.optimizer_classes(module):
-                candidate = Found(name, module)
-                if isinstance(scanner.find_class(module, name), tuple) and self.keep(candidate):
-                    found.append(candidate)
+                if isinstance(scanner.find_class(module, name), tuple):
+                    found.setdefault(name, module)
         return found
 
-    def keep(self, found: Found) -> bool:
-        """Whether an exported optimizer class is registered (all, unless a source narrows it)."""
-        return True
+    def _discover_live(self) -> dict[str, str]:
+        """Every ``torch.optim.Optimizer`` subclass the imported export modules hold, plus the
+        known classes of other modules (ZeroRedundancyOptimizer), which are not imported to check."""
+        found: dict[str, str] = {}
+        for module_name in self.export_modules:
+            module = sys.modules.get(module_name)
+            for name in sorted(dir(module)) if module is not None else ():
+                obj = getattr(module, name)
+                if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
+                    found.setdefault(name, module_name)
+        if torch.distributed.is_available():
+            found.update({n: m for n, m in self.known().items() if m not in self.export_modules})
+        return found
 
-    def describe(self, found: Found) -> str:
-        """First docstring line of the installed class, read from source."""
+    def describe(self, class_name: str, module: str) -> str:
+        """First docstring line of the installed class: live when its module is imported, else read from source."""
+        live = sys.modules.get(module)
+        if live is not None:
+            doc = (getattr(getattr(live, class_name, None), "__doc__", None) or "").strip()
+            return doc.splitlines()[0].strip() if doc else ""
         scanner = scanner_for(self.top_level)
-        return scanner.docstring(found.module, found.class_name) if scanner else ""
+        return scanner.docstring(module, class_name) if scanner else ""
 
-    def meta(self, class_name: str) -> Meta:
-        """Metadata for a class; sources override with their catalogue."""
-        return Meta()
+    def spec_for(self, class_name: str, module: str, name: str) -> OptimizerSpec:
+        """The full record of one class registered as ``name``."""
+        facts = self.specs.get(class_name)
+        if facts is None:
+            facts = self.facts_for(class_name) if self.facts_for else self.default
+        description = facts.description or self.describe(class_name, module) or f"{self.title} optimizer"
+        return replace(facts, name=name, class_name=class_name, module=module, source=self.package,
+                       description=description)
 
     def registry_name(self, class_name: str) -> str:
-        """The name before collision handling (sources may rename)."""
-        return class_name
+        """The name before collision handling."""
+        return self.renames.get(class_name, class_name)

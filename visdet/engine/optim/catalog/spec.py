@@ -1,9 +1,11 @@
-"""Records that describe each optimizer visdet knows of: data, one per optimizer.
+"""The one record of an optimizer: ``OptimizerSpec``, frozen, written by its source.
 
 A record says where the class lives, which package provides it, what it needs
-to run, and how much optimizer state it keeps. Records exist for optimizers
-whose package is not installed too, so the listing and error messages can say
-why a name cannot be used here.
+to run, how much optimizer state it keeps and what the engine must do for it
+(its capabilities). Records exist for optimizers whose package is not
+installed too, so the listing and error messages can say why a name cannot be
+used here. What is true in this install (present, import failure) is kept
+beside the record by the catalogue, never in it.
 """
 from __future__ import annotations
 
@@ -32,6 +34,10 @@ class Need(str, Enum):
 class OptimizerSpec:
     """What visdet knows about one optimizer, before importing it.
 
+    A source writes the facts of each class it knows (description, state size,
+    needs, notes, capabilities); the catalogue fills in the identity (name,
+    class, module, source) when it registers the class.
+
     Attributes:
         name: The registry name (what a config's ``type`` says).
         class_name: The class's name in ``module``.
@@ -44,13 +50,22 @@ class OptimizerSpec:
         state_note: Qualifies ``state_bytes`` (e.g. "with momentum", "sub-linear").
         needs: Conditions beyond the device (distributed, DeepSpeed engine...).
         aliases: Other names that resolve to this record.
-        notes: A caveat the listing shows (e.g. slow on CPU).
+        notes: A caveat the listing shows and the build logs (e.g. slow on CPU).
+        low_rank: ``'galore'`` or ``'apollo'`` when it projects the parameter
+            groups that carry ``rank`` (built from ``optim_wrapper.low_rank``).
+        engine_name: The name DeepSpeed's config uses for it when DeepSpeed's
+            engine builds it (``'OneBitAdam'``); empty otherwise.
+        offload: Steps on ZeRO-Offload's CPU copy of the parameters.
+        matrix_only: Takes only 2-D parameters; visdet routes the rest to a
+            fallback optimizer (torch's Muon).
+        shards_state: Shards another optimizer's state across processes
+            (ZeroRedundancyOptimizer).
     """
 
-    name: str
-    class_name: str
-    module: str
-    source: str
+    name: str = ""
+    class_name: str = ""
+    module: str = ""
+    source: str = ""
     description: str = ""
     devices: tuple[str, ...] = ("cpu", "cuda")
     state_bytes: float | None = None
@@ -58,6 +73,11 @@ class OptimizerSpec:
     needs: tuple[Need, ...] = ()
     aliases: tuple[str, ...] = field(default=())
     notes: str = ""
+    low_rank: str = ""
+    engine_name: str = ""
+    offload: bool = False
+    matrix_only: bool = False
+    shards_state: bool = False
 
     @property
     def import_path(self) -> str:
@@ -71,13 +91,18 @@ class OptimizerSpec:
         return f"{value} ({self.state_note})" if self.state_note else value
 
 
-@dataclass(frozen=True)
-class Meta:
-    """Per-name metadata that a source attaches to a discovered class."""
-
-    description: str = ""
-    state_bytes: float | None = None
-    state_note: str = ""
-    devices: tuple[str, ...] = ("cpu", "cuda")
-    needs: tuple[Need, ...] = ()
-    notes: str = ""
+def facts(
+    description: str = "",
+    state_bytes: float | None = None,
+    state_note: str = "",
+    devices: tuple[str, ...] = ("cpu", "cuda"),
+    needs: tuple[Need, ...] = (),
+    notes: str = "",
+    **more: object,
+) -> OptimizerSpec:
+    """A source's facts about one class: a spec without its identity (``more``: capabilities, or a
+    ``module`` other than the source's first export module), in the order sources write them."""
+    return OptimizerSpec(
+        description=description, state_bytes=state_bytes, state_note=state_note,
+        devices=devices, needs=needs, notes=notes, **more,  # type: ignore[arg-type]
+    )

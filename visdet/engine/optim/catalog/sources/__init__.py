@@ -10,40 +10,43 @@ package renames nothing elsewhere.
     torch > bitsandbytes > DeepSpeed > D-Adaptation > transformers >
     lion-pytorch > prodigyopt > schedulefree > torch-optimi > galore-torch >
     apollo-torch > pytorch-optimizer
+
+Adding a package: write its module here (one ``SOURCE = Source(...)``), put it
+in ``SOURCES`` at its rank, and add its setup.py extra (docs/architecture.md).
 """
 from __future__ import annotations
 
-from visdet.engine.optim.catalog.sources.apollo import ApolloSource
-from visdet.engine.optim.catalog.source import Found, Source
-from visdet.engine.optim.catalog.sources.bnb import BitsAndBytesSource
-from visdet.engine.optim.catalog.sources.dadapt import DAdaptationSource
-from visdet.engine.optim.catalog.sources.deepspeed_ops import DeepSpeedSource
-from visdet.engine.optim.catalog.sources.galore import GaLoreSource
-from visdet.engine.optim.catalog.sources.lion_pytorch import LionPytorchSource
-from visdet.engine.optim.catalog.sources.optimi import OptimiSource
-from visdet.engine.optim.catalog.sources.prodigy import ProdigySource
-from visdet.engine.optim.catalog.sources.pytorch_optimizer import PytorchOptimizerSource
-from visdet.engine.optim.catalog.sources.schedulefree import ScheduleFreeSource
-from visdet.engine.optim.catalog.sources.torch_optim import TorchSource
-from visdet.engine.optim.catalog.sources.transformers_optim import TransformersSource
+from dataclasses import replace
+
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.sources import (
+    apollo,
+    bnb,
+    dadapt,
+    deepspeed_ops,
+    galore,
+    lion_pytorch,
+    optimi,
+    prodigy,
+    pytorch_optimizer,
+    schedulefree,
+    torch_optim,
+    transformers_optim,
+)
+
+#: Every source, in naming priority order.
+SOURCES: tuple[Source, ...] = tuple(
+    module.SOURCE
+    for module in (
+        torch_optim, bnb, deepspeed_ops, dadapt, transformers_optim, lion_pytorch,
+        prodigy, schedulefree, optimi, galore, apollo, pytorch_optimizer,
+    )
+)
 
 
 def default_sources() -> list[Source]:
-    """Fresh source objects in naming priority order."""
-    return [
-        TorchSource(),
-        BitsAndBytesSource(),
-        DeepSpeedSource(),
-        DAdaptationSource(),
-        TransformersSource(),
-        LionPytorchSource(),
-        ProdigySource(),
-        ScheduleFreeSource(),
-        OptimiSource(),
-        GaLoreSource(),
-        ApolloSource(),
-        PytorchOptimizerSource(),
-    ]
+    """Fresh copies of the sources (their install state is read anew), in naming priority order."""
+    return [replace(source) for source in SOURCES]
 
 
-__all__ = ["Found", "Source", "default_sources"]
+__all__ = ["SOURCES", "Source", "default_sources"]

@@ -9,42 +9,33 @@ since galore-torch ranks higher.
 """
 from __future__ import annotations
 
-from visdet.engine.optim.catalog.spec import Meta, Need
-from visdet.engine.optim.catalog.source import Found, Source
-from visdet.engine.optim.catalog.sources.galore import CATALOGUE as GALORE_CATALOGUE
-from visdet.engine.optim.catalog.sources.galore import LOW_RANK
+from dataclasses import replace
 
-MODULE = "apollo_torch"
-CATALOGUE: dict[str, Meta] = {
-    "APOLLOAdamW": Meta(
-        "APOLLO: AdamW-like channel-wise lr scaling from a random low-rank projection (Zhu et al., 2024)",
-        None, "8 for plain groups; rank x cols for projected weights", notes=LOW_RANK),
-    # Seen with apollo-torch 1.0.3 and bitsandbytes 0.50: its step calls
-    # torch.cuda.synchronize() and reads a config key bitsandbytes no longer gives.
-    "QAPOLLOAdamW": Meta(
-        "Q-APOLLO: APOLLO on bitsandbytes' 8-bit state", None, "~2 for plain groups; low-rank for projected",
-        ("cuda",), (Need.CUDA,),
-        notes="its step calls torch.cuda.synchronize(), and with bitsandbytes 0.50 fails on a missing "
-        "'percentile_clipping' config key; " + LOW_RANK),
-    **{name: Meta(f"apollo-torch's copy of {meta.description}", meta.state_bytes, meta.state_note,
-                  meta.devices, meta.needs, meta.notes)
-       for name, meta in GALORE_CATALOGUE.items()},
-}
+from visdet.engine.optim.catalog.notes import LOW_RANK
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.sources.galore import SPECS as GALORE_SPECS
+from visdet.engine.optim.catalog.spec import Need, facts
 
-
-class ApolloSource(Source):
-    """Optimizers exported by ``apollo_torch``."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            package="apollo-torch",
-            top_level="apollo_torch",
-            title="apollo-torch",
-            install_hint="pip install apollo-torch",
-            prefix="apollo_torch_",
-            export_modules=(MODULE,),
-            known=tuple(Found(n, MODULE) for n in CATALOGUE),
-        )
-
-    def meta(self, class_name: str) -> Meta:
-        return CATALOGUE.get(class_name, Meta(notes=LOW_RANK))
+SOURCE = Source(
+    package="apollo-torch",
+    top_level="apollo_torch",
+    title="apollo-torch",
+    install_hint="pip install apollo-torch",
+    prefix="apollo_torch_",
+    export_modules=("apollo_torch",),
+    default=facts(notes=LOW_RANK, low_rank="galore"),
+    specs={
+        "APOLLOAdamW": facts(
+            "APOLLO: AdamW-like channel-wise lr scaling from a random low-rank projection (Zhu et al., 2024)",
+            None, "8 for plain groups; rank x cols for projected weights", notes=LOW_RANK, low_rank="apollo"),
+        # Seen with apollo-torch 1.0.3 and bitsandbytes 0.50: its step calls
+        # torch.cuda.synchronize() and reads a config key bitsandbytes no longer gives.
+        "QAPOLLOAdamW": facts(
+            "Q-APOLLO: APOLLO on bitsandbytes' 8-bit state", None, "~2 for plain groups; low-rank for projected",
+            ("cuda",), (Need.CUDA,),
+            notes="its step calls torch.cuda.synchronize(), and with bitsandbytes 0.50 fails on a missing "
+            "'percentile_clipping' config key; " + LOW_RANK, low_rank="apollo"),
+        **{name: replace(spec, description=f"apollo-torch's copy of {spec.description}")
+           for name, spec in GALORE_SPECS.items()},
+    },
+)

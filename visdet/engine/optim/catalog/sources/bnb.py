@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 
-from visdet.engine.optim.catalog.spec import Meta, Need
-from visdet.engine.optim.catalog.source import Found, Source
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.spec import Need, OptimizerSpec, facts
 
 MODULE = "bitsandbytes.optim"
 
@@ -48,12 +48,13 @@ KNOWN_NAMES = [
 ] + ["PytorchLARS"]
 
 
-def _meta(class_name: str) -> Meta:
+def _facts(class_name: str) -> OptimizerSpec:
+    """Facts read from the name: ``[Paged]<Algorithm>[8bit|32bit]``."""
     if class_name == "PytorchLARS":
-        return Meta("LARS in plain PyTorch ops (bitsandbytes reference)", 4, "with momentum")
+        return facts("LARS in plain PyTorch ops (bitsandbytes reference)", 4, "with momentum")
     match = _PATTERN.match(class_name)
     if not match or match["algo"] not in ALGORITHMS:
-        return Meta()
+        return facts()
     title, n_states = ALGORITHMS[match["algo"]]
     eight_bit = match["bits"] == "8bit"
     kind = "8-bit block-wise state" if eight_bit else "32-bit state"
@@ -74,22 +75,16 @@ def _meta(class_name: str) -> Meta:
     if class_name in _CPU_BROKEN:
         devices, needs = ("cuda",), (Need.CUDA,)
         notes.append("its CPU path fails in bitsandbytes 0.50")
-    return Meta(", ".join(parts), state, note, devices, needs, "; ".join(notes))
+    return facts(", ".join(parts), state, note, devices, needs, "; ".join(notes))
 
 
-class BitsAndBytesSource(Source):
-    """Optimizers from ``bitsandbytes.optim``."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            package="bitsandbytes",
-            top_level="bitsandbytes",
-            title="bitsandbytes",
-            install_hint="pip install bitsandbytes",
-            prefix="bnb_",
-            export_modules=(MODULE,),
-            known=tuple(Found(n, MODULE) for n in KNOWN_NAMES),
-        )
-
-    def meta(self, class_name: str) -> Meta:
-        return _meta(class_name)
+SOURCE = Source(
+    package="bitsandbytes",
+    top_level="bitsandbytes",
+    title="bitsandbytes",
+    install_hint="pip install bitsandbytes",
+    prefix="bnb_",
+    export_modules=(MODULE,),
+    specs={name: _facts(name) for name in KNOWN_NAMES},
+    facts_for=_facts,
+)

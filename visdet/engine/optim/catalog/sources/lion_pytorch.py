@@ -5,30 +5,20 @@ one takes the ``lion_pytorch_`` prefix.
 """
 from __future__ import annotations
 
-from visdet.engine.optim.catalog.spec import Meta
-from visdet.engine.optim.catalog.source import Found, Source
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.spec import facts
 
-MODULE = "lion_pytorch"
-LION = Meta(
-    "Lion: sign of interpolated momentum (Chen et al., 2023), lucidrains' implementation",
-    4,
-    notes="lr ~3-10x below AdamW's and weight decay ~3-10x above; use_triton=True needs CUDA",
+SOURCE = Source(
+    package="lion-pytorch",
+    top_level="lion_pytorch",
+    title="lion-pytorch",
+    install_hint="pip install lion-pytorch",
+    prefix="lion_pytorch_",
+    export_modules=("lion_pytorch",),
+    specs={
+        "Lion": facts(
+            "Lion: sign of interpolated momentum (Chen et al., 2023), lucidrains' implementation", 4,
+            notes="lr ~3-10x below AdamW's and weight decay ~3-10x above; use_triton=True needs CUDA",
+        ),
+    },
 )
-
-
-class LionPytorchSource(Source):
-    """Optimizers exported by ``lion_pytorch``."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            package="lion-pytorch",
-            top_level="lion_pytorch",
-            title="lion-pytorch",
-            install_hint="pip install lion-pytorch",
-            prefix="lion_pytorch_",
-            export_modules=(MODULE,),
-            known=(Found("Lion", MODULE),),
-        )
-
-    def meta(self, class_name: str) -> Meta:
-        return LION if class_name == "Lion" else Meta()

@@ -8,10 +8,9 @@ low-precision parameters.
 """
 from __future__ import annotations
 
-from visdet.engine.optim.catalog.spec import Meta
-from visdet.engine.optim.catalog.source import Found, Source
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.spec import facts
 
-MODULE = "optimi"
 # Seen with torch-optimi 0.3.3: StableAdamW decides to use its Triton kernel
 # before it has seen the parameters, so where Triton is installed (torch's
 # CUDA builds ship it) its first CPU step fails ("0 active drivers").
@@ -21,33 +20,24 @@ _TRITON_CPU = (
 )
 _KAHAN = "+ a Kahan buffer for bf16/fp16 parameters"
 
-CATALOGUE: dict[str, Meta] = {
-    "Adam": Meta("Adam with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
-    "AdamW": Meta("AdamW with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
-    "Adan": Meta("Adan: adaptive Nesterov momentum (Xie et al., 2022)", 16, _KAHAN),
-    "Lion": Meta("Lion with optional Kahan summation", 4, _KAHAN),
-    "RAdam": Meta("Rectified Adam with optional Kahan summation", 8, _KAHAN),
-    "Ranger": Meta("Ranger: RAdam + Lookahead", 12, _KAHAN),
-    "SGD": Meta("SGD with optional Kahan summation and decoupled weight decay", 4, "with momentum, 0 without; " + _KAHAN),
-    "StableAdamW": Meta(
-        "StableAdamW: AdamW with AdaFactor-style per-tensor update clipping (Wortsman et al., 2023)",
-        8, _KAHAN, notes=_TRITON_CPU),
-}
-
-
-class OptimiSource(Source):
-    """Optimizers exported by ``optimi``."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            package="torch-optimi",
-            top_level="optimi",
-            title="torch-optimi",
-            install_hint="pip install torch-optimi",
-            prefix="optimi_",
-            export_modules=(MODULE,),
-            known=tuple(Found(n, MODULE) for n in CATALOGUE),
-        )
-
-    def meta(self, class_name: str) -> Meta:
-        return CATALOGUE.get(class_name, Meta())
+SOURCE = Source(
+    package="torch-optimi",
+    top_level="optimi",
+    title="torch-optimi",
+    install_hint="pip install torch-optimi",
+    prefix="optimi_",
+    export_modules=("optimi",),
+    specs={
+        "Adam": facts("Adam with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
+        "AdamW": facts("AdamW with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
+        "Adan": facts("Adan: adaptive Nesterov momentum (Xie et al., 2022)", 16, _KAHAN),
+        "Lion": facts("Lion with optional Kahan summation", 4, _KAHAN),
+        "RAdam": facts("Rectified Adam with optional Kahan summation", 8, _KAHAN),
+        "Ranger": facts("Ranger: RAdam + Lookahead", 12, _KAHAN),
+        "SGD": facts("SGD with optional Kahan summation and decoupled weight decay", 4,
+                     "with momentum, 0 without; " + _KAHAN),
+        "StableAdamW": facts(
+            "StableAdamW: AdamW with AdaFactor-style per-tensor update clipping (Wortsman et al., 2023)",
+            8, _KAHAN, notes=_TRITON_CPU),
+    },
+)

@@ -7,11 +7,10 @@ that never updates anything.
 """
 from __future__ import annotations
 
-from visdet.engine.optim.catalog.spec import Meta
-from visdet.engine.optim.catalog.source import Found, Source
+from visdet.engine.optim.catalog.source import Source
+from visdet.engine.optim.catalog.spec import facts
 
-MODULE = "transformers.optimization"
-ADAFACTOR = Meta(
+ADAFACTOR = facts(
     "Adafactor (Shazeer & Stern, 2018): factored second moments, relative step sizes",
     None,
     "sub-linear (row+column factors; 4 more with beta1)",
@@ -21,23 +20,13 @@ ADAFACTOR = Meta(
     ),
 )
 
-
-class TransformersSource(Source):
-    """``transformers.optimization.Adafactor``."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            package="transformers",
-            top_level="transformers",
-            title="transformers",
-            install_hint="pip install transformers",
-            prefix="transformers_",
-            export_modules=(MODULE,),
-            known=(Found("Adafactor", MODULE),),
-        )
-
-    def keep(self, found: Found) -> bool:
-        return found.class_name == "Adafactor"
-
-    def meta(self, class_name: str) -> Meta:
-        return ADAFACTOR
+SOURCE = Source(
+    package="transformers",
+    top_level="transformers",
+    title="transformers",
+    install_hint="pip install transformers",
+    prefix="transformers_",
+    export_modules=("transformers.optimization",),
+    only=frozenset({"Adafactor"}),
+    specs={"Adafactor": ADAFACTOR},
+)
