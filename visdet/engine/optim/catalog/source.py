@@ -25,6 +25,8 @@ class Source:
     """One package that ships optimizers.
 
     Attributes:
+        rank: Naming priority: a class name already taken by a lower-ranked
+            source gets this source's ``prefix`` (torch is 0).
         package: Distribution name as pip knows it.
         top_level: Import name of the package.
         title: Human name used in messages ("DeepSpeed").
@@ -43,6 +45,7 @@ class Source:
         live: Discover by reading the imported module (torch) instead of its files.
     """
 
+    rank: int
     package: str
     top_level: str
     title: str

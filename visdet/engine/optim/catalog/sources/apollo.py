@@ -17,6 +17,7 @@ from visdet.engine.optim.catalog.sources.galore import SPECS as GALORE_SPECS
 from visdet.engine.optim.catalog.spec import Need, facts
 
 SOURCE = Source(
+    rank=100,
     package="apollo-torch",
     top_level="apollo_torch",
     title="apollo-torch",

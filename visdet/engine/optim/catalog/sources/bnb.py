@@ -79,6 +79,7 @@ def _facts(class_name: str) -> OptimizerSpec:
 
 
 SOURCE = Source(
+    rank=10,
     package="bitsandbytes",
     top_level="bitsandbytes",
     title="bitsandbytes",

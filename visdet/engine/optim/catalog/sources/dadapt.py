@@ -9,6 +9,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import facts
 
 SOURCE = Source(
+    rank=30,
     package="dadaptation",
     top_level="dadaptation",
     title="D-Adaptation",

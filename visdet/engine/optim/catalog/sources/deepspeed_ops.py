@@ -22,6 +22,7 @@ _ENGINE = (Need.CUDA, Need.DISTRIBUTED, Need.DEEPSPEED_ENGINE)
 _NO_CPU_KERNEL = "DeepSpeed's CPU accelerator ships no kernel for it; needs the CUDA accelerator"
 
 SOURCE = Source(
+    rank=20,
     package="deepspeed",
     top_level="deepspeed",
     title="DeepSpeed",

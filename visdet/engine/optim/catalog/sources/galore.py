@@ -25,6 +25,7 @@ SPECS = {
 }
 
 SOURCE = Source(
+    rank=90,
     package="galore-torch",
     top_level="galore_torch",
     title="galore-torch",

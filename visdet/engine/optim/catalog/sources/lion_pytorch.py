@@ -9,6 +9,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import facts
 
 SOURCE = Source(
+    rank=50,
     package="lion-pytorch",
     top_level="lion_pytorch",
     title="lion-pytorch",

@@ -21,6 +21,7 @@ _TRITON_CPU = (
 _KAHAN = "+ a Kahan buffer for bf16/fp16 parameters"
 
 SOURCE = Source(
+    rank=80,
     package="torch-optimi",
     top_level="optimi",
     title="torch-optimi",

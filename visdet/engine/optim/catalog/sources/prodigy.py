@@ -6,6 +6,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import facts
 
 SOURCE = Source(
+    rank=60,
     package="prodigyopt",
     top_level="prodigyopt",
     title="prodigyopt",

@@ -107,6 +107,7 @@ def _facts(class_name: str) -> OptimizerSpec:
 
 
 SOURCE = Source(
+    rank=110,
     package="pytorch-optimizer",
     top_level="pytorch_optimizer",
     title="pytorch-optimizer",

@@ -16,6 +16,7 @@ _MODES = SCHEDULE_FREE_MODES + "; no lr schedule needed, use warmup_steps"
 _CLOSURE = "step(closure) only; use the variant without 'Closure' in visdet"
 
 SOURCE = Source(
+    rank=70,
     package="schedulefree",
     top_level="schedulefree",
     title="schedulefree",

@@ -13,6 +13,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import Need, facts
 
 SOURCE = Source(
+    rank=0,
     package="torch",
     top_level="torch",
     title="PyTorch",

@@ -21,6 +21,7 @@ ADAFACTOR = facts(
 )
 
 SOURCE = Source(
+    rank=40,
     package="transformers",
     top_level="transformers",
     title="transformers",
