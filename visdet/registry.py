@@ -3,8 +3,12 @@
 With ``default_scope='visdet'`` in a config, mmengine's builders switch to
 these children, and each child imports its ``locations`` on first lookup, so
 configs resolve without manual imports. ``OPTIMIZERS`` is filled here, at
-import time, from torch, bitsandbytes, DeepSpeed and D-Adaptation; see
-``visdet.engine.optim.registry`` for the naming rule and laziness.
+import time, from every optimizer source (one module each under
+``visdet/engine/optim/catalog/sources/``: torch, bitsandbytes, DeepSpeed,
+D-Adaptation, transformers, lion-pytorch, prodigyopt, schedulefree,
+torch-optimi, galore-torch, apollo-torch, pytorch-optimizer); the naming
+rule is in ``catalog/sources/__init__.py``, the laziness in
+``visdet.engine.optim.registry``.
 
 Importing this module twice, or ``importlib.reload``-ing it, returns the same
 registry objects: mmengine refuses a second child with the same scope, and a

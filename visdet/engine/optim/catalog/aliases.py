@@ -110,7 +110,7 @@ _LION_BETAS = (
 )
 _LOW_RANK = (
     "HF gives the GaLore/APOLLO projection settings (rank, update_proj_gap, scale, proj_type) only to "
-    "the optim_target_modules' parameter group; in visdet set them per group with paramwise_cfg"
+    "the optim_target_modules' parameter group; in visdet name those modules and settings in optim_wrapper.low_rank"
 )
 
 # --- Hugging Face transformers: OptimizerNames / trainer_optimizer.py -------------------------
