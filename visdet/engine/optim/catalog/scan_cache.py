@@ -5,9 +5,10 @@ about a second at every ``import visdet``, yet the answers (which classes a
 module exports, where each is defined, its docstring) are a few kilobytes. A
 record holds one package's answers with what they were computed from: the
 stamps (size, mtime_ns) of every path the scan probed, missing ones included,
-the root and version of every package it read, and torch's and Python's
-versions and the scanner's own file. It is used only when all of them still
-match, so an upgrade, a reinstall or an edited file rebuilds it.
+the root and version of every package it read, torch's and Python's
+versions, and the stamps of the scanner's own two files. It is used only when
+all of them still match, so an upgrade, a reinstall or an edited file
+rebuilds it.
 
 A cache is never needed: a record that cannot be read (absent, corrupt, half
 written, from another format) or written (read-only home, a full disk) means
@@ -86,7 +87,7 @@ def environment_key() -> dict[str, Any]:
         "format": FORMAT,
         "python": sys.version,
         "torch": distribution_version("torch"),  # bases in torch are resolved live
-        "scanner": file_stamp(str(Path(__file__).with_name("scan.py"))),
+        "code": [file_stamp(str(Path(__file__).with_name(n))) for n in ("scan.py", "scan_cache.py")],
     }
 
 
