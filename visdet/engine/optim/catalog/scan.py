@@ -70,6 +70,7 @@ class PackageScanner:
         self.root = root
         self._trees: dict[str, ast.Module | None] = {}
         self._files: dict[str, Path | None] = {}
+        self._bindings: dict[str, dict[str, ast.ClassDef | _Ref | str]] = {}
         self.probed: dict[str, Stamp] = {}  # every path looked for, found or not
         self.consulted: set[str] = set()  # other packages whose files decided an answer
 
@@ -146,7 +147,12 @@ class PackageScanner:
         return f"{package}.{module}" if module else package
 
     def bindings(self, dotted: str) -> dict[str, ast.ClassDef | _Ref | str]:
-        """Module-level names: a ClassDef, a ``_Ref`` to an import, or a module path."""
+        """Module-level names: a ClassDef, a ``_Ref`` to an import, or a module path (worked out once)."""
+        if dotted not in self._bindings:
+            self._bindings[dotted] = self._bind(dotted)
+        return self._bindings[dotted]
+
+    def _bind(self, dotted: str) -> dict[str, ast.ClassDef | _Ref | str]:
         tree = self._tree(dotted)
         out: dict[str, ast.ClassDef | _Ref | str] = {}
         if tree is None:
