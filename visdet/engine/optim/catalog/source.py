@@ -28,11 +28,13 @@ class Source:
         rank: Naming priority: a class name already taken by a lower-ranked
             source gets this source's ``prefix`` (torch is 0).
         package: Distribution name as pip knows it.
-        top_level: Import name of the package.
-        title: Human name used in messages ("DeepSpeed").
-        install_hint: What to run to install it.
-        prefix: Prepended to a class name already taken by an earlier source.
-        export_modules: Modules whose exported optimizer classes are registered.
+        top_level: Import name of the package (default: ``package`` with ``_`` for ``-``).
+        title: Human name used in messages ("DeepSpeed"; default: ``package``).
+        install_hint: What to run to install it (default: ``pip install <package>``).
+        prefix: Prepended to a class name already taken by an earlier source
+            (default: ``top_level`` and ``_``).
+        export_modules: Modules whose exported optimizer classes are registered
+            (default: the top-level package).
         specs: Class name -> its facts, for every class this source is known to
             ship (listed even when the package is missing). A spec without a
             ``module`` lives in the first export module.
@@ -47,11 +49,11 @@ class Source:
 
     rank: int
     package: str
-    top_level: str
-    title: str
-    install_hint: str
-    prefix: str
-    export_modules: tuple[str, ...]
+    top_level: str = ""
+    title: str = ""
+    install_hint: str = ""
+    prefix: str = ""
+    export_modules: tuple[str, ...] = ()
     specs: Mapping[str, OptimizerSpec] = field(default_factory=dict)
     default: OptimizerSpec = OptimizerSpec()
     facts_for: Callable[[str], OptimizerSpec] | None = None
@@ -59,6 +61,14 @@ class Source:
     renames: Mapping[str, str] = field(default_factory=dict)
     removed: Mapping[str, str] = field(default_factory=dict)
     live: bool = False
+
+    def __post_init__(self) -> None:
+        top_level = self.top_level or self.package.replace("-", "_")
+        defaults = {"top_level": top_level, "title": self.package, "install_hint": f"pip install {self.package}",
+                    "prefix": f"{top_level}_", "export_modules": (top_level,)}
+        for name, value in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)  # frozen: fill the defaults that depend on package
 
     @cached_property
     def version(self) -> str | None:

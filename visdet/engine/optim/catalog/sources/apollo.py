@@ -17,13 +17,7 @@ from visdet.engine.optim.catalog.sources.galore import SPECS as GALORE_SPECS
 from visdet.engine.optim.catalog.spec import Need, facts
 
 SOURCE = Source(
-    rank=100,
-    package="apollo-torch",
-    top_level="apollo_torch",
-    title="apollo-torch",
-    install_hint="pip install apollo-torch",
-    prefix="apollo_torch_",
-    export_modules=("apollo_torch",),
+    rank=100, package="apollo-torch",
     default=facts(notes=LOW_RANK, low_rank="galore"),
     specs={
         "APOLLOAdamW": facts(

@@ -79,13 +79,7 @@ def _facts(class_name: str) -> OptimizerSpec:
 
 
 SOURCE = Source(
-    rank=10,
-    package="bitsandbytes",
-    top_level="bitsandbytes",
-    title="bitsandbytes",
-    install_hint="pip install bitsandbytes",
-    prefix="bnb_",
-    export_modules=(MODULE,),
+    rank=10, package="bitsandbytes", prefix="bnb_", export_modules=(MODULE,),
     specs={name: _facts(name) for name in KNOWN_NAMES},
     facts_for=_facts,
 )

@@ -9,13 +9,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import facts
 
 SOURCE = Source(
-    rank=30,
-    package="dadaptation",
-    top_level="dadaptation",
-    title="D-Adaptation",
-    install_hint="pip install dadaptation",
-    prefix="dadapt_",
-    export_modules=("dadaptation",),
+    rank=30, package="dadaptation", title="D-Adaptation", prefix="dadapt_",
     default=facts(notes=LR_IS_A_MULTIPLIER),
     specs={
         "DAdaptAdam": facts("Adam with D-Adaptation step-size estimation", 12, "+ a few scalars", notes=LR_IS_A_MULTIPLIER),

@@ -22,12 +22,7 @@ _ENGINE = (Need.CUDA, Need.DISTRIBUTED, Need.DEEPSPEED_ENGINE)
 _NO_CPU_KERNEL = "DeepSpeed's CPU accelerator ships no kernel for it; needs the CUDA accelerator"
 
 SOURCE = Source(
-    rank=20,
-    package="deepspeed",
-    top_level="deepspeed",
-    title="DeepSpeed",
-    install_hint="pip install 'deepspeed<0.19.7'",
-    prefix="ds_",
+    rank=20, package="deepspeed", title="DeepSpeed", install_hint="pip install 'deepspeed<0.19.7'", prefix="ds_",
     export_modules=(ADAM, LAMB, LION, ADAGRAD, ONEBIT),
     removed={"OnebitAdam": "0.19.7", "OnebitLamb": "0.19.7", "ZeroOneAdam": "0.19.7"},
     default=facts(needs=(Need.DEEPSPEED_ENGINE,)),

@@ -25,13 +25,7 @@ SPECS = {
 }
 
 SOURCE = Source(
-    rank=90,
-    package="galore-torch",
-    top_level="galore_torch",
-    title="galore-torch",
-    install_hint="pip install galore-torch",
-    prefix="galore_torch_",
-    export_modules=("galore_torch",),
+    rank=90, package="galore-torch",
     default=facts(notes=LOW_RANK, low_rank="galore"),
     specs=SPECS,
 )

@@ -9,13 +9,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import facts
 
 SOURCE = Source(
-    rank=50,
-    package="lion-pytorch",
-    top_level="lion_pytorch",
-    title="lion-pytorch",
-    install_hint="pip install lion-pytorch",
-    prefix="lion_pytorch_",
-    export_modules=("lion_pytorch",),
+    rank=50, package="lion-pytorch",
     specs={
         "Lion": facts(
             "Lion: sign of interpolated momentum (Chen et al., 2023), lucidrains' implementation", 4,

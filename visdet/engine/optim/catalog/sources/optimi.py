@@ -21,13 +21,7 @@ _TRITON_CPU = (
 _KAHAN = "+ a Kahan buffer for bf16/fp16 parameters"
 
 SOURCE = Source(
-    rank=80,
-    package="torch-optimi",
-    top_level="optimi",
-    title="torch-optimi",
-    install_hint="pip install torch-optimi",
-    prefix="optimi_",
-    export_modules=("optimi",),
+    rank=80, package="torch-optimi", top_level="optimi",
     specs={
         "Adam": facts("Adam with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),
         "AdamW": facts("AdamW with optional Kahan summation and fully decoupled weight decay", 8, _KAHAN),

@@ -6,13 +6,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import facts
 
 SOURCE = Source(
-    rank=60,
-    package="prodigyopt",
-    top_level="prodigyopt",
-    title="prodigyopt",
-    install_hint="pip install prodigyopt",
-    prefix="prodigyopt_",
-    export_modules=("prodigyopt",),
+    rank=60, package="prodigyopt",
     default=facts(notes=LR_IS_A_MULTIPLIER),
     specs={
         "Prodigy": facts(

@@ -107,13 +107,7 @@ def _facts(class_name: str) -> OptimizerSpec:
 
 
 SOURCE = Source(
-    rank=110,
-    package="pytorch-optimizer",
-    top_level="pytorch_optimizer",
-    title="pytorch-optimizer",
-    install_hint="pip install pytorch-optimizer",
-    prefix="pytorch_optimizer_",
-    export_modules=(MODULE,),
+    rank=110, package="pytorch-optimizer", export_modules=(MODULE,),
     specs={name: _facts(name) for name in KNOWN},
     facts_for=_facts,
 )

@@ -16,13 +16,7 @@ _MODES = SCHEDULE_FREE_MODES + "; no lr schedule needed, use warmup_steps"
 _CLOSURE = "step(closure) only; use the variant without 'Closure' in visdet"
 
 SOURCE = Source(
-    rank=70,
-    package="schedulefree",
-    top_level="schedulefree",
-    title="schedulefree",
-    install_hint="pip install schedulefree",
-    prefix="schedulefree_",
-    export_modules=("schedulefree",),
+    rank=70, package="schedulefree",
     default=facts(notes=_MODES),
     specs={
         "AdamWScheduleFree": facts("Schedule-free AdamW: iterate averaging instead of an lr schedule", 8, notes=_MODES),

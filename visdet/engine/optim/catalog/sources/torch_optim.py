@@ -13,14 +13,7 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import Need, facts
 
 SOURCE = Source(
-    rank=0,
-    package="torch",
-    top_level="torch",
-    title="PyTorch",
-    install_hint="pip install torch",
-    prefix="torch_",
-    export_modules=("torch.optim",),
-    live=True,
+    rank=0, package="torch", title="PyTorch", export_modules=("torch.optim",), live=True,
     renames={"Adafactor": "TorchAdafactor"},
     specs={
         "SGD": facts("Stochastic gradient descent, optional (Nesterov) momentum", 4, "with momentum; 0 without"),

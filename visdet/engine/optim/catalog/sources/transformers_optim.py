@@ -21,13 +21,7 @@ ADAFACTOR = facts(
 )
 
 SOURCE = Source(
-    rank=40,
-    package="transformers",
-    top_level="transformers",
-    title="transformers",
-    install_hint="pip install transformers",
-    prefix="transformers_",
-    export_modules=("transformers.optimization",),
+    rank=40, package="transformers", export_modules=("transformers.optimization",),
     only=frozenset({"Adafactor"}),
     specs={"Adafactor": ADAFACTOR},
 )
