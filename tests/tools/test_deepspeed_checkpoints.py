@@ -28,7 +28,8 @@ SMALL = "configs/faster_rcnn_r18_small.py"
 ZERO2 = "configs/faster_rcnn_r18_small_deepspeed_zero2.py"
 
 
-def tool(script: str, config: str, *args: str, data: Path, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def tool(script: str, config: str, *args: str, data: Path,
+         options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, f"tools/{script}", config, *args, "--cfg-options",
                            *data_options(str(data)), *options],

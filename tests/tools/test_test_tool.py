@@ -40,8 +40,8 @@ def save(state_dict: dict[str, torch.Tensor], path: Path) -> Path:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("ckpt")
-    return {"r18": save(build_state_dict(SMALL), base / "r18.pth"), "r50": save(build_state_dict(R50), base / "r50.pth"),
-            "data": base / "data"}
+    return {"r18": save(build_state_dict(SMALL), base / "r18.pth"),
+            "r50": save(build_state_dict(R50), base / "r50.pth"), "data": base / "data"}
 
 
 def tool(script: str, *args: str, data: Path, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:

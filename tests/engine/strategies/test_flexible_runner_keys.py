@@ -1,4 +1,4 @@
-"""visdet's FlexibleRunner (DeepSpeed, FSDP) names the dataloader section of a dataset's config error, as Runner does."""
+"""visdet's FlexibleRunner (DeepSpeed, FSDP) names the dataloader section of a dataset's config error, like Runner."""
 from __future__ import annotations
 
 import pytest
