@@ -31,6 +31,7 @@ from mmengine.logging import MessageHub
 
 from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
 from visdet.engine.optim.wrappers.optim_wrapper import GRADS, KEY, NonFiniteSkipCounter
+from visdet.engine.strategies.names import DEEPSPEED_WRAPPER
 from visdet.registry import OPTIM_WRAPPERS
 
 
@@ -50,7 +51,7 @@ def enable_step_skipping(engine: Any) -> bool:
     return bool(zero_optimizer.check_grad_overflow)
 
 
-@OPTIM_WRAPPERS.register_module(name="DeepSpeedOptimWrapper", force=True)  # force: survives re-import
+@OPTIM_WRAPPERS.register_module(name=DEEPSPEED_WRAPPER, force=True)  # force: survives re-import
 class DeepSpeedOptimWrapper(NonFiniteSkipCounter, MMEngineDeepSpeedOptimWrapper):
     """DeepSpeed's engine does backward, clipping and step; visdet counts its skipped steps and logs the norm.
 
