@@ -17,21 +17,18 @@ from typing import Any
 
 import torch
 
-from visdet.engine.strategies.lookup import strategy_class
+from visdet.engine.strategies.lookup import optimizer_spec, strategy_class
 from visdet.engine.strategies.names import (DEEPSPEED, DEEPSPEED_WRAPPER, FLEXIBLE_RUNNER, FSDP, FSDP_WRAPPER,
                                             KNOWN_STRATEGIES, StrategyConfigError)
 from visdet.utils.suggestions import suggestion_text
 
-#: visdet registry name -> the name DeepSpeed's config uses; DeepSpeed builds these itself,
-#: passing its engine, and they communicate through its compressed allreduce.
-ENGINE_OPTIMIZERS = {"OnebitAdam": "OneBitAdam", "OnebitLamb": "OneBitLamb", "ZeroOneAdam": "ZeroOneAdam"}
-#: Why the 1-bit family cannot run without CUDA (checked in DeepSpeed 0.19.6's sources).
+#: Why the 1-bit family (the optimizers DeepSpeed's engine builds itself, passing the engine: their
+#: records' ``engine_name``) cannot run without CUDA (checked in DeepSpeed 0.19.6's sources).
 ONEBIT_CPU_REASON = (
     "its compressed allreduce has no CPU implementation in DeepSpeed: comm_backend_name='nccl' needs cupy and "
     "CUDA, 'mpi' needs mpi4py and cupy, and 'compressed' needs the packbits kernel, which DeepSpeed's CPU "
     "accelerator does not build"
 )
-OFFLOAD_OPTIMIZERS = ("DeepSpeedCPUAdam",)
 ZERO_STAGES = (0, 1, 2, 3)
 
 
@@ -134,9 +131,10 @@ def _check_deepspeed(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> Non
             "DeepSpeed clips gradients itself; remove clip_grad and set strategy.gradient_clipping=<max norm> "
             "(e.g. gradient_clipping=10.0 for clip_grad=dict(max_norm=10.0))", "optim_wrapper.clip_grad")
     optimizer = _optimizer_type(cfg)
+    spec = optimizer_spec(optimizer)
     offload = zero.get("offload_optimizer") or {}
     offload_device = offload.get("device", "none") if isinstance(offload, Mapping) else offload
-    if offload_device not in (None, "none") and optimizer not in OFFLOAD_OPTIMIZERS \
+    if offload_device not in (None, "none") and not (spec is not None and spec.offload) \
             and zero.get("zero_force_ds_cpu_optimizer", True):
         raise StrategyConfigError(
             f"ZeRO-Offload (zero_optimization.offload_optimizer.device='{offload_device}') runs the step on the "
@@ -146,7 +144,7 @@ def _check_deepspeed(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> Non
     if offload_device not in (None, "none") and stage not in (1, 2, 3):
         raise StrategyConfigError(
             f"offload_optimizer needs ZeRO stage 1, 2 or 3, got stage {stage}", "strategy.zero_optimization.stage")
-    if optimizer in ENGINE_OPTIMIZERS:
+    if spec is not None and spec.engine_name:
         _check_engine_optimizer(optimizer, stage)
 
 
@@ -190,7 +188,8 @@ def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
     optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
     if isinstance(optimizer, Mapping):
         name = _optimizer_type(cfg) or ""
-        if "fallback" in optimizer or name in ("Muon", "ZeroRedundancyOptimizer") or name.endswith(".Muon"):
+        spec = optimizer_spec(name)
+        if "fallback" in optimizer or (spec is not None and (spec.matrix_only or spec.shards_state)):
             raise StrategyConfigError(
                 f"'{name}' cannot run under FSDP: FSDP hands the optimizer flat 1-D shards of the parameters, so "
                 "a split by shape (Muon and its fallback) or a second sharding (ZeroRedundancyOptimizer) has "

@@ -43,12 +43,12 @@ from mmengine._strategy.deepspeed import DeepSpeedStrategy as MMEngineDeepSpeedS
 from mmengine._strategy.deepspeed import deepspeed
 from torch import nn
 
+from visdet.engine.strategies import ds_checkpoint
+from visdet.engine.strategies.ds_optim_wrapper import DeepSpeedOptimWrapper, enable_step_skipping
+from visdet.engine.strategies.lookup import optimizer_spec
+from visdet.engine.strategies.names import DEEPSPEED, StrategyConfigError
+from visdet.engine.strategies.process_group import set_single_process_env
 from visdet.registry import STRATEGIES
-
-from . import ds_checkpoint
-from .checks import DEEPSPEED, ENGINE_OPTIMIZERS, StrategyConfigError
-from .ds_optim_wrapper import DeepSpeedOptimWrapper, enable_step_skipping
-from .process_group import set_single_process_env
 
 
 def ensure_process_group(backend: str) -> None:
@@ -110,12 +110,14 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
     def build_optim_wrapper(self, optim_wrapper: Any, model: nn.Module | None = None) -> Any:
         optimizer = optim_wrapper.get("optimizer") if isinstance(optim_wrapper, Mapping) else None
         name = optimizer.get("type") if isinstance(optimizer, Mapping) else None
-        if isinstance(name, str) and name in ENGINE_OPTIMIZERS and model is not None:
-            return self._plan_engine_optimizer(dict(optim_wrapper), model)
+        spec = optimizer_spec(name) if isinstance(name, str) else None
+        if spec is not None and spec.engine_name and model is not None:
+            return self._plan_engine_optimizer(dict(optim_wrapper), model, spec.engine_name)
         return super().build_optim_wrapper(optim_wrapper, model)
 
-    def _plan_engine_optimizer(self, optim_wrapper: dict[str, Any], model: nn.Module) -> DeepSpeedOptimWrapper:
-        """A 1-bit optimizer: checked by visdet's registry, built later by DeepSpeed's engine."""
+    def _plan_engine_optimizer(self, optim_wrapper: dict[str, Any], model: nn.Module,
+                               engine_name: str) -> DeepSpeedOptimWrapper:
+        """A 1-bit optimizer: checked by visdet's registry, built later by DeepSpeed's engine as ``engine_name``."""
         from visdet.engine.optim.build.constructor import OptimWrapperConstructor
         from visdet.engine.optim.config.validation import accepted_keywords, check_keywords, check_values
         from visdet.registry import OPTIMIZERS
@@ -134,7 +136,7 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
                                               optim_wrapper.get("paramwise_cfg"))
         groups = constructor.plan(model).param_plan.groups("main")
         self._model_parameters = [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in groups]
-        self.config["optimizer"] = dict(type=ENGINE_OPTIMIZERS[name], params=kwargs)
+        self.config["optimizer"] = dict(type=engine_name, params=kwargs)
         wrapper = DeepSpeedOptimWrapper.__new__(DeepSpeedOptimWrapper)
         wrapper._init_counters(optim_wrapper.get("max_nonfinite_steps", 10))
         wrapper._model = None
