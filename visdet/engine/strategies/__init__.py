@@ -19,7 +19,7 @@ imports DeepSpeed by then) or by :func:`register`.
 
 Modules, lowest first: :mod:`.names` (the shared names and
 :class:`StrategyConfigError`) and :mod:`.process_group`; :mod:`.lookup`
-(classes by name through the registry); :mod:`.checks`; the strategies
+(strategy classes and optimizer records by name); :mod:`.checks`; the strategies
 (:mod:`.deepspeed` with :mod:`.ds_checkpoint` and :mod:`.ds_optim_wrapper`,
 :mod:`.fsdp`) and :mod:`.runner`; :mod:`.registered`, which imports them all.
 """
