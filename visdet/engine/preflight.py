@@ -12,14 +12,14 @@ all without building a model or reading data.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from mmengine.registry import Registry
 
 from visdet.utils.suggestions import suggestion_text
-from visdet.engine.optim.config.validation import accepted_keywords
-from visdet.engine.preflight_sections import (check_detector_cfgs, check_loader_keys, check_loops,
+from visdet.utils.signatures import accepted_keywords
+from visdet.engine.preflight_sections import (check_detector_cfgs, items, resolve_type, check_loader_keys, check_loops,
                                               check_model_tree, check_num_classes, check_runtime_sections,
                                               frozen_backbone_warnings, schedule_warnings, warn)
 from visdet.errors import ConfigError
@@ -55,23 +55,6 @@ def check_top_level_keys(cfg: Mapping[str, Any], training: bool = True) -> None:
                           f"{'training' if training else 'evaluation'} needs {', '.join(needed[:-1])} and {needed[-1]}")
 
 
-def resolve_type(component: Mapping[str, Any], registry: Registry, key: str, what: str) -> Any:
-    """The class a ``type`` names, or a ConfigError listing close names."""
-    obj_type = component.get("type")
-    if obj_type is None:
-        raise ConfigError(f"{what} config has no 'type'", key)
-    if not isinstance(obj_type, str):
-        return obj_type  # a class given directly in a Python config
-    found = registry.get(obj_type)
-    if found is None:
-        from visdet.registry import registered_names
-
-        names = sorted(registered_names(registry))
-        hint = suggestion_text(obj_type, names) or f"; known {what}s include {', '.join(names[:12])}"
-        raise ConfigError(f"unknown {what} type '{obj_type}'{hint}", f"{key}.type")
-    return found
-
-
 def check_arguments(component: Mapping[str, Any], cls: Any, key: str, extra: tuple[str, ...] = ()) -> None:
     """Refuse keys ``cls`` cannot accept, with the closest valid ones; silent when it takes **kwargs onward."""
     if not callable(cls):
@@ -100,14 +83,6 @@ def _check(component: Any, registry: Registry, key: str, what: str, extra: tuple
     return cls
 
 
-def _items(section: Any) -> Iterator[tuple[str, Any]]:
-    """(suffix, item) pairs of a list or dict of component configs."""
-    if isinstance(section, Mapping):
-        yield from ((f".{name}", item) for name, item in section.items())
-    elif isinstance(section, (list, tuple)):
-        yield from ((f"[{i}]", item) for i, item in enumerate(section))
-
-
 def check_dataloader(loader: Mapping[str, Any], key: str) -> None:
     """Types and arguments of a dataloader's data set, pipeline and sampler."""
     dataset = loader.get("dataset")
@@ -122,12 +97,12 @@ def check_dataset(dataset: Any, key: str) -> None:
     from visdet.registry import DATASETS, TRANSFORMS
 
     _check(dataset, DATASETS, key, "dataset")
-    for suffix, transform in _items(dataset.get("pipeline", [])):
+    for suffix, transform in items(dataset.get("pipeline", [])):
         if isinstance(transform, Mapping):
             _check(transform, TRANSFORMS, f"{key}.pipeline{suffix}", "transform")
     if isinstance(dataset.get("dataset"), Mapping):
         check_dataset(dataset["dataset"], f"{key}.dataset")
-    for suffix, inner in _items(dataset.get("datasets") if isinstance(dataset.get("datasets"), list) else []):
+    for suffix, inner in items(dataset.get("datasets") if isinstance(dataset.get("datasets"), list) else []):
         if isinstance(inner, Mapping):
             check_dataset(inner, f"{key}.datasets{suffix}")
 
@@ -144,17 +119,17 @@ def check_runtime(cfg: Mapping[str, Any]) -> None:
 
     for section, registry, what in (("default_hooks", HOOKS, "hook"), ("custom_hooks", HOOKS, "hook"),
                                     ("param_scheduler", PARAM_SCHEDULERS, "parameter scheduler")):
-        items = cfg.get(section)
-        if isinstance(items, Mapping) and "type" in items:  # a single scheduler given as a dict
-            items = [items]
-        for suffix, item in _items(items or []):
+        section_cfg = cfg.get(section)
+        if isinstance(section_cfg, Mapping) and "type" in section_cfg:  # a single scheduler given as a dict
+            section_cfg = [section_cfg]
+        for suffix, item in items(section_cfg or []):
             if item is not None:
                 # The Runner consumes 'priority' (hooks) and 'convert_to_iter_based' (schedulers) itself.
                 extra = ("priority",) if what == "hook" else ("convert_to_iter_based",)
                 _check(item, registry, f"{section}{suffix}", what, extra=extra)
     for section in ("val_evaluator", "test_evaluator"):
         evaluator = cfg.get(section)
-        for suffix, metric in (_items(evaluator) if isinstance(evaluator, list) else [("", evaluator)]):
+        for suffix, metric in (items(evaluator) if isinstance(evaluator, list) else [("", evaluator)]):
             if isinstance(metric, Mapping):
                 _check(metric, METRICS, f"{section}{suffix}", "metric")
 

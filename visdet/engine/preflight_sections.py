@@ -19,7 +19,7 @@ from mmengine.logging import print_log
 from mmengine.registry import Registry
 
 from visdet.utils.suggestions import suggestion_text
-from visdet.engine.optim.config.validation import accepted_keywords
+from visdet.utils.signatures import accepted_keywords
 from visdet.errors import ConfigError
 
 #: mmengine's ``INF``: a scheduler's default ``end`` (it follows the loop).
@@ -84,11 +84,21 @@ def check_against(section: Mapping[str, Any], cls: Any, key: str, given: tuple[s
         raise ConfigError(f"{owner} needs {', '.join(map(repr, missing))}; add it to the config", key)
 
 
-def resolve(component: Mapping[str, Any], registry: Registry, key: str, what: str) -> Any:
-    """The class (or function) ``component['type']`` names, via :func:`visdet.engine.preflight.resolve_type`."""
-    from visdet.engine.preflight import resolve_type
+def resolve_type(component: Mapping[str, Any], registry: Registry, key: str, what: str) -> Any:
+    """The class a ``type`` names, or a ConfigError listing close names."""
+    obj_type = component.get("type")
+    if obj_type is None:
+        raise ConfigError(f"{what} config has no 'type'", key)
+    if not isinstance(obj_type, str):
+        return obj_type  # a class given directly in a Python config
+    found = registry.get(obj_type)
+    if found is None:
+        from visdet.registry import registered_names
 
-    return resolve_type(component, registry, key, what)
+        names = sorted(registered_names(registry))
+        hint = suggestion_text(obj_type, names) or f"; known {what}s include {', '.join(names[:12])}"
+        raise ConfigError(f"unknown {what} type '{obj_type}'{hint}", f"{key}.type")
+    return found
 
 
 def items(section: Any) -> Iterator[tuple[str, Any]]:
@@ -118,7 +128,7 @@ def train_loop_class(train_cfg: Mapping[str, Any]) -> Any:
     from visdet.registry import LOOPS
 
     if "type" in train_cfg:
-        return resolve(train_cfg, LOOPS, "train_cfg", "loop")
+        return resolve_type(train_cfg, LOOPS, "train_cfg", "loop")
     return EpochBasedTrainLoop if train_cfg.get("by_epoch") else IterBasedTrainLoop
 
 
@@ -202,12 +212,12 @@ def check_loader_keys(loader: Mapping[str, Any], key: str) -> None:
     for name, given in (("sampler", ("dataset", "seed")), ("batch_sampler", ("sampler", "batch_size"))):
         sampler = loader.get(name)
         if isinstance(sampler, Mapping):
-            cls = resolve(sampler, DATA_SAMPLERS, f"{key}.{name}", "sampler")
+            cls = resolve_type(sampler, DATA_SAMPLERS, f"{key}.{name}", "sampler")
             check_against(sampler, cls, f"{key}.{name}", given)
     for name in ("collate_fn", "worker_init_fn"):
         function = loader.get(name)
         if isinstance(function, Mapping):
-            func = resolve(function, FUNCTIONS, f"{key}.{name}", "function")
+            func = resolve_type(function, FUNCTIONS, f"{key}.{name}", "function")
             # build_dataloader calls partial(func, **rest): the data batch / worker id come positionally.
             check_against(function, func, f"{key}.{name}", given=_positional(func))
 
@@ -275,7 +285,7 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
     log_processor = cfg.get("log_processor")
     if log_processor is not None:
         log_processor = _as_dict(log_processor, "log_processor")
-        cls = resolve(log_processor, LOG_PROCESSORS, "log_processor", "log processor") \
+        cls = resolve_type(log_processor, LOG_PROCESSORS, "log_processor", "log processor") \
             if "type" in log_processor else LogProcessor
         check_against(log_processor, cls, "log_processor")
         if "window_size" in log_processor and log_processor["window_size"] != "global":
@@ -285,7 +295,7 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
     visualizer = cfg.get("visualizer")
     if visualizer is not None:
         visualizer = _as_dict(visualizer, "visualizer")
-        cls = resolve(visualizer, VISUALIZERS, "visualizer", "visualizer")
+        cls = resolve_type(visualizer, VISUALIZERS, "visualizer", "visualizer")
         check_against(visualizer, cls, "visualizer")
         backends = visualizer.get("vis_backends") or []
         if isinstance(backends, Mapping):
@@ -293,7 +303,7 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
         for suffix, backend in items(backends):
             if isinstance(backend, Mapping):
                 backend_key = f"visualizer.vis_backends{suffix}"
-                backend_cls = resolve(backend, VISBACKENDS, backend_key, "vis backend")
+                backend_cls = resolve_type(backend, VISBACKENDS, backend_key, "vis backend")
                 # Visualizer.__init__ pops 'name' and fills 'save_dir' itself.
                 check_against(backend, backend_cls, backend_key, given=("save_dir",),
                               extra=("type", "_scope_", "name"), list_given=True)
@@ -321,7 +331,7 @@ def _check_top_level_values(cfg: Mapping[str, Any]) -> None:
         check_against(compile_cfg, torch.compile, "compile", given=("model",), extra=())
     wrapper = cfg.get("model_wrapper_cfg")
     if isinstance(wrapper, Mapping):
-        cls = resolve(wrapper, MODEL_WRAPPERS, "model_wrapper_cfg", "model wrapper")
+        cls = resolve_type(wrapper, MODEL_WRAPPERS, "model_wrapper_cfg", "model wrapper")
         check_against(wrapper, cls, "model_wrapper_cfg", given=("module",))
     schedulers = cfg.get("param_scheduler")
     if isinstance(schedulers, Mapping) and "type" in schedulers:
@@ -410,7 +420,7 @@ def check_model_tree(model: Mapping[str, Any]) -> Any:
     from visdet.registry import MODELS
 
     _as_dict(model, "model")
-    cls = resolve(model, MODELS, "model", "model")
+    cls = resolve_type(model, MODELS, "model", "model")
     check_against(model, cls, "model")
     _walk(model, "model", skip=("train_cfg", "test_cfg", "type", "_scope_"))
     return cls
@@ -430,7 +440,7 @@ def _walk(component: Mapping[str, Any], key: str, skip: tuple[str, ...] = ("type
         registry = registries.get(name)
         if registry is None:  # a part this table does not know: the registry that has its type
             registry = _registry_with(value["type"]) or registries["backbone"]
-        cls = resolve(value, registry, path, "model part" if name not in ("assigner", "sampler") else name)
+        cls = resolve_type(value, registry, path, "model part" if name not in ("assigner", "sampler") else name)
         check_against(value, cls, path, given=_GIVEN_BY_PARENT.get(name, ()))
         _walk(value, path)
 
@@ -452,7 +462,7 @@ def check_init_cfg(init_cfg: Any, key: str) -> None:
     entries = list(items(init_cfg)) if isinstance(init_cfg, (list, tuple)) else [("", init_cfg)]
     for suffix, entry in entries:
         entry = _as_dict(entry, f"{key}{suffix}")
-        cls = resolve(entry, WEIGHT_INITIALIZERS, f"{key}{suffix}", "initializer")
+        cls = resolve_type(entry, WEIGHT_INITIALIZERS, f"{key}{suffix}", "initializer")
         check_against(entry, cls, f"{key}{suffix}", extra=("type", "_scope_", "override"))
 
 
@@ -504,7 +514,7 @@ def check_detector_cfgs(model: Mapping[str, Any], detector: Any) -> None:
             for name in ("assigner", "sampler"):
                 if name in sub:
                     component = _as_dict(sub[name], f"{part_key}.{name}")
-                    cls = resolve(component, TASK_UTILS, f"{part_key}.{name}", name)
+                    cls = resolve_type(component, TASK_UTILS, f"{part_key}.{name}", name)
                     check_against(component, cls, f"{part_key}.{name}", given=_GIVEN_BY_PARENT.get(name, ()))
             nms = sub.get("nms")
             if nms is not None:

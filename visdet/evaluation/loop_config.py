@@ -64,7 +64,7 @@ def _loop_class(loop: Mapping[str, Any], key: str, default_type: str) -> Any:
 
 def _check_arguments(loop: Mapping[str, Any], cls: Any, key: str) -> None:
     from visdet.utils.suggestions import suggestion_text
-    from visdet.engine.optim.config.validation import accepted_keywords
+    from visdet.utils.signatures import accepted_keywords
 
     try:
         keywords = accepted_keywords(cls, skip_first=False)

@@ -17,7 +17,7 @@ _EXPORTS = {
     "OptimizerInfo": "catalog.listing",
     "list_optimizers": "catalog.listing",
     "get_catalog": "catalog.catalogue",
-    "OptimizerConfigWarning": "config.validation",
+    "OptimizerConfigWarning": "config.arguments",
     "OptimWrapperConstructor": "build.constructor",
     "HybridOptimizer": "hybrid.optimizer",
     "OptimWrapper": "wrappers.optim_wrapper",

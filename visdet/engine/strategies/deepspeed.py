@@ -119,7 +119,8 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
                                engine_name: str) -> DeepSpeedOptimWrapper:
         """A 1-bit optimizer: checked by visdet's registry, built later by DeepSpeed's engine as ``engine_name``."""
         from visdet.engine.optim.build.constructor import OptimWrapperConstructor
-        from visdet.engine.optim.config.validation import accepted_keywords, check_keywords, check_values
+        from visdet.engine.optim.config.arguments import check_keywords, check_values
+        from visdet.utils.signatures import accepted_keywords
         from visdet.registry import OPTIMIZERS
 
         key = "optim_wrapper.optimizer"

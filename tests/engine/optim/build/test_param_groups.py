@@ -100,7 +100,7 @@ def test_parity_with_adamw_and_shared_module_bypassed():
     assert effective(ours, model) == effective(theirs, model)
 
 
-@pytest.mark.filterwarnings("ignore::visdet.engine.optim.config.validation.OptimizerConfigWarning")
+@pytest.mark.filterwarnings("ignore::visdet.engine.optim.config.arguments.OptimizerConfigWarning")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mults=st.fixed_dictionaries(

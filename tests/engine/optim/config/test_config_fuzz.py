@@ -25,12 +25,9 @@ import visdet.engine.optim  # noqa: F401  fills OPTIMIZERS
 from testutils import SmallNet
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 from visdet.engine.optim.registry import get_catalog
-from visdet.engine.optim.config.validation import (
-    CUSTOM_KEY_MULTS,
-    PARAMWISE_KEYS,
-    SYNONYMS,
-    accepted_keywords,
-)
+from visdet.engine.optim.config.arguments import SYNONYMS
+from visdet.engine.optim.config.paramwise import CUSTOM_KEY_MULTS, PARAMWISE_KEYS
+from visdet.utils.signatures import accepted_keywords
 from visdet.errors import ConfigError
 from visdet.registry import OPTIM_WRAPPERS, OPTIMIZERS
 

@@ -6,7 +6,7 @@ import torch
 
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 from visdet.engine.optim.errors import OptimizerConfigError
-from visdet.engine.optim.config.validation import OptimizerConfigWarning
+from visdet.engine.optim.config.arguments import OptimizerConfigWarning
 
 
 class Net(torch.nn.Module):

@@ -7,7 +7,8 @@ from torch import nn
 
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
-from visdet.engine.optim.config.validation import OptimizerConfigWarning, accepted_keywords
+from visdet.engine.optim.config.arguments import OptimizerConfigWarning
+from visdet.utils.signatures import accepted_keywords
 
 
 def build(optimizer: dict, paramwise_cfg: dict | None = None, **wrapper) -> OptimWrapperConstructor:

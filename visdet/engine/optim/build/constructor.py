@@ -44,15 +44,10 @@ from visdet.engine.optim.build.implementation import choose_implementation, log_
 from visdet.engine.optim.config.low_rank import LowRankConfig, family, parse_low_rank
 from visdet.engine.optim.config.optimizer_config import OptimizerConfig, parse_optimizer_cfg
 from visdet.engine.optim.build.param_groups import ParamPlan, plan_param_groups
-from visdet.engine.optim.config.validation import (
-    Keywords,
-    OptimizerConfigWarning,
-    accepted_keywords,
-    check_clip_grad,
-    check_int_at_least,
-    check_keywords,
-    check_paramwise_cfg,
-)
+from visdet.engine.optim.config.arguments import OptimizerConfigWarning, check_int_at_least, check_keywords
+from visdet.engine.optim.config.paramwise import check_paramwise_cfg
+from visdet.engine.optim.config.wrapper_checks import check_clip_grad
+from visdet.utils.signatures import Keywords, accepted_keywords
 
 WRAPPER_KEY = "optim_wrapper"
 #: Keys of ``optim_wrapper`` that the builder, not the wrapper class, consumes.

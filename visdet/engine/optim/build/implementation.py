@@ -16,7 +16,7 @@ import torch
 from mmengine.logging import print_log
 
 from visdet.engine.optim.errors import OptimizerConfigError
-from visdet.engine.optim.config.validation import Keywords
+from visdet.utils.signatures import Keywords
 
 _logged: set[tuple[str, str, str]] = set()
 

@@ -28,7 +28,7 @@ from torch import nn
 from visdet.engine.optim.errors import OptimizerConfigError
 
 from visdet.utils.suggestions import suggestion_text
-from visdet.engine.optim.config.validation import check_int_at_least, check_number
+from visdet.engine.optim.config.arguments import check_int_at_least, check_number
 
 KEY = "optim_wrapper.low_rank"
 PROJ_TYPES = ("std", "reverse_std", "right", "left", "full")

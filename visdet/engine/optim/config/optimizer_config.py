@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from visdet.engine.optim.errors import OptimizerConfigError
-from visdet.engine.optim.config.validation import Keywords, accepted_keywords, check_keywords, check_required, check_values
+from visdet.engine.optim.config.arguments import check_keywords, check_required, check_values
+from visdet.utils.signatures import Keywords, accepted_keywords
 
 #: Keys of an optimizer config that visdet consumes instead of the class.
 HYBRID_KEYS = ("fallback", "flatten_conv", "fallback_keys")

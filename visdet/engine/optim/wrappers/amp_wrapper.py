@@ -30,7 +30,8 @@ import torch.nn as nn
 from visdet.engine.optim.errors import OptimizerConfigError
 
 from visdet.utils.suggestions import suggestion_text
-from visdet.engine.optim.config.validation import check_clip_grad, check_int_at_least
+from visdet.engine.optim.config.arguments import check_int_at_least
+from visdet.engine.optim.config.wrapper_checks import check_clip_grad
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 

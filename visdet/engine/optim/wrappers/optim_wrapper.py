@@ -43,7 +43,8 @@ from typing import Any
 import torch
 
 from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
-from visdet.engine.optim.config.validation import check_clip_grad, check_int_at_least
+from visdet.engine.optim.config.arguments import check_int_at_least
+from visdet.engine.optim.config.wrapper_checks import check_clip_grad
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 
