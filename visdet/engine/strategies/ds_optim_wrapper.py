@@ -29,8 +29,7 @@ import torch
 from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper as MMEngineDeepSpeedOptimWrapper
 from mmengine.logging import MessageHub
 
-from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
-from visdet.engine.optim.wrappers.optim_wrapper import GRADS, KEY, NonFiniteSkipCounter
+from visdet.engine.optim.wrappers.nonfinite import GRADS, KEY, NonFiniteSkipCounter, NonFiniteTrainingError
 from visdet.engine.strategies.names import DEEPSPEED_WRAPPER
 from visdet.registry import OPTIM_WRAPPERS
 

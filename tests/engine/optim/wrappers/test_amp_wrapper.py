@@ -10,7 +10,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 from testutils import run_python
-from visdet.engine.optim.wrappers.amp_wrapper import AmpOptimWrapper  # importing registers it in visdet's OPTIM_WRAPPERS
+# Importing registers it in visdet's OPTIM_WRAPPERS.
+from visdet.engine.optim.wrappers.amp_wrapper import AmpOptimWrapper
 from visdet.engine.optim.errors import OptimizerConfigError
 
 

@@ -19,8 +19,8 @@ from torch.utils.data import Dataset
 from visdet.engine.optim.wrappers.amp_wrapper import AmpOptimWrapper
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
 from visdet.engine.optim.errors import OptimizerConfigError
-from visdet.engine.optim.wrappers.nonfinite import NonFiniteTrainingError
-from visdet.engine.optim.wrappers.optim_wrapper import SKIPS_SCALAR, OptimWrapper
+from visdet.engine.optim.wrappers.nonfinite import SKIPS_SCALAR, NonFiniteTrainingError
+from visdet.engine.optim.wrappers.optim_wrapper import OptimWrapper
 
 NAN = float("nan")
 
