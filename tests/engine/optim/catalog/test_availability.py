@@ -33,7 +33,11 @@ def test_distributed_is_met_only_once_a_process_group_exists(monkeypatch):
 
 def test_a_cxx_compiler_is_looked_up_on_path_as_cxx_says(monkeypatch):
     looked_up = []
-    monkeypatch.setattr(shutil, "which", lambda name: looked_up.append(name) or (f"/usr/bin/{name}" if name == "g++" else None))
+    def which(name: str) -> str | None:
+        looked_up.append(name)
+        return f"/usr/bin/{name}" if name == "g++" else None
+
+    monkeypatch.setattr(shutil, "which", which)
     monkeypatch.delenv("CXX", raising=False)
     assert not need_met(Need.CXX_COMPILER) and looked_up == ["c++"]  # the default name
     monkeypatch.setenv("CXX", "g++")
