@@ -215,8 +215,8 @@ def custom_keys(draw: st.DrawFn, real: tuple[str, ...]) -> Any:
         st.text(max_size=6),
     )
     rule_value = st.one_of(st.floats(0.0, 2.0), st.floats(0.0, 2.0), PLAUSIBLE, ANY_VALUE)
-    rule = st.one_of(st.dictionaries(rule_key, rule_value, max_size=3), st.dictionaries(rule_key, rule_value, max_size=3),
-                     VALUES)
+    rule = st.one_of(st.dictionaries(rule_key, rule_value, max_size=3),
+                     st.dictionaries(rule_key, rule_value, max_size=3), VALUES)
     return draw(st.dictionaries(st.one_of(pattern, st.none(), st.integers(-2, 2)), rule,
                                 max_size=3))
 
@@ -275,7 +275,8 @@ def optim_wrapper_cfgs(draw: st.DrawFn) -> dict[str, Any]:
         name = draw(st.sampled_from(keys)) if not rarely(draw, 3) else draw(any_misspelling(keys))
         scaler_keys = ["init_scale", "growth_factor", "backoff_factor", "growth_interval", "enabled", "device"]
         cfg[name] = draw(st.one_of(
-            st.sampled_from(["dynamic", "float16", "bfloat16", "float32", 512.0, torch.float16, torch.int8, torch.bool]),
+            st.sampled_from(["dynamic", "float16", "bfloat16", "float32", 512.0,
+                             torch.float16, torch.int8, torch.bool]),
             st.dictionaries(st.sampled_from(scaler_keys), st.one_of(st.floats(0.5, 4.0), ANY_VALUE), max_size=3),
             ANY_VALUE,
         ))

@@ -65,13 +65,16 @@ def test_targets_two_dimensional_weights_are_projected_and_the_rest_is_plain(opt
 
 
 @pytest.mark.parametrize("low_rank, key, text", [
-    (dict(target_modules=["haed"]), "optim_wrapper.low_rank.target_modules", "no module is called 'haed'; did you mean 'head'"),
+    (dict(target_modules=["haed"]), "optim_wrapper.low_rank.target_modules",
+     "no module is called 'haed'; did you mean 'head'"),
     (dict(target_modules=["bn"]), "optim_wrapper.low_rank.target_modules", "'bn' has no trainable 2-D weight"),
     (dict(target_modules=["head"], rank=16), "optim_wrapper.low_rank.rank",
      "rank 16 is not below the smaller side of 'head.2.weight' (16, 24)"),
     (dict(target_modules=["head"], rank=0), "optim_wrapper.low_rank.rank", "rank must be an integer >= 1"),
-    (dict(target_modules=["head"], ranks=4), "optim_wrapper.low_rank.ranks", "unknown key 'ranks'; did you mean 'rank'"),
-    (dict(target_modules=["head"], proj_type="diagonal"), "optim_wrapper.low_rank.proj_type", "proj_type must be one of"),
+    (dict(target_modules=["head"], ranks=4), "optim_wrapper.low_rank.ranks",
+     "unknown key 'ranks'; did you mean 'rank'"),
+    (dict(target_modules=["head"], proj_type="diagonal"), "optim_wrapper.low_rank.proj_type",
+     "proj_type must be one of"),
     (dict(target_modules="head"), "optim_wrapper.low_rank.target_modules", "must be a non-empty list"),
     (dict(target_modules=["head"], update_proj_gap=0.5), "optim_wrapper.low_rank.update_proj_gap", "integer >= 1"),
 ])

@@ -65,7 +65,9 @@ def check_paramwise_cfg(
     for pattern, rule in custom_keys.items():
         path = f"{key}.custom_keys[{pattern!r}]"
         if not isinstance(pattern, str) or not pattern:
-            raise OptimizerConfigError(f"keys must be non-empty parts of parameter names, got {pattern!r}", f"{key}.custom_keys")
+            raise OptimizerConfigError(
+                f"keys must be non-empty parts of parameter names, got {pattern!r}", f"{key}.custom_keys"
+            )
         if not isinstance(rule, Mapping):
             raise OptimizerConfigError(f"must be a dict like dict(lr_mult=0.1), got {describe(rule)}", path)
         valid = (*CUSTOM_KEY_MULTS, *group_keywords.names)
