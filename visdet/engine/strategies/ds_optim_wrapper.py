@@ -29,7 +29,8 @@ import torch
 from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper as MMEngineDeepSpeedOptimWrapper
 from mmengine.logging import MessageHub
 
-from visdet.engine.optim.wrappers.nonfinite import GRADS, KEY, NonFiniteSkipCounter, NonFiniteTrainingError
+from visdet.engine.optim.config.wrapper_checks import WRAPPER_KEY as KEY
+from visdet.engine.optim.wrappers.nonfinite import GRADS, NonFiniteSkipCounter, NonFiniteTrainingError
 from visdet.engine.strategies.names import DEEPSPEED_WRAPPER
 from visdet.registry import OPTIM_WRAPPERS
 

@@ -33,25 +33,22 @@ from torch import nn
 from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
-from mmengine.optim import BaseOptimWrapper, OptimWrapper
+from mmengine.optim import OptimWrapper
 
-from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
-from visdet.utils.suggestions import suggestion_text
+from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.hybrid.matrix_views import matrix_view
 from visdet.engine.optim.hybrid.optimizer import HybridOptimizer
 from visdet.engine.optim.hybrid.routing import FALLBACK, MATRIX, route_parameters
 from visdet.engine.optim.build.implementation import choose_implementation, log_choice_once
+from visdet.engine.optim.build.wrapper_type import resolve_wrapper
 from visdet.engine.optim.config.low_rank import LowRankConfig, family, parse_low_rank
 from visdet.engine.optim.config.optimizer_config import OptimizerConfig, parse_optimizer_cfg
 from visdet.engine.optim.build.param_groups import ParamPlan, plan_param_groups
-from visdet.engine.optim.config.arguments import OptimizerConfigWarning, check_int_at_least, check_keywords
+from visdet.engine.optim.config.arguments import OptimizerConfigWarning
 from visdet.engine.optim.config.paramwise import check_paramwise_cfg
-from visdet.engine.optim.config.wrapper_checks import check_clip_grad
-from visdet.utils.signatures import Keywords, accepted_keywords
+from visdet.engine.optim.config.wrapper_checks import WRAPPER_KEY, check_wrapper_cfg
+from visdet.utils.signatures import Keywords
 
-WRAPPER_KEY = "optim_wrapper"
-#: Keys of ``optim_wrapper`` that the builder, not the wrapper class, consumes.
-BUILDER_KEYS = ("type", "optimizer", "paramwise_cfg", "constructor")
 MAIN = "main"  # the route of a config without a fallback; MATRIX and FALLBACK are the routing's
 
 
@@ -102,13 +99,15 @@ class OptimWrapperConstructor:
             paramwise_cfg = cfg.pop("paramwise_cfg")
         cfg.pop("constructor", None)
         if "optimizer" not in cfg:
-            raise OptimizerConfigError("has no 'optimizer'; add e.g. optimizer=dict(type='AdamW', lr=1e-4)", WRAPPER_KEY)
+            raise OptimizerConfigError(
+                "has no 'optimizer'; add e.g. optimizer=dict(type='AdamW', lr=1e-4)", WRAPPER_KEY
+            )
         self.optimizer = parse_optimizer_cfg(cfg.pop("optimizer"), f"{WRAPPER_KEY}.optimizer")
         self.low_rank = _parse_low_rank(cfg.pop("low_rank", None), self.optimizer)
         cfg.setdefault("type", "OptimWrapper")
-        self.wrapper_cls = _resolve_wrapper(cfg["type"])
+        self.wrapper_cls = resolve_wrapper(cfg["type"])
         self.wrapper_cfg = cfg
-        _check_wrapper_cfg(cfg, self.wrapper_cls)
+        check_wrapper_cfg(cfg, self.wrapper_cls)  # the wrapper checks its values again: it is built directly too
         if paramwise_cfg is not None and not isinstance(paramwise_cfg, Mapping):
             raise OptimizerConfigError(
                 f"must be a dict like dict(norm_decay_mult=0.0), got {paramwise_cfg!r}", f"{WRAPPER_KEY}.paramwise_cfg"
@@ -281,61 +280,3 @@ def _with_matrix_views(groups: list[dict[str, Any]], views: dict[torch.Tensor, t
                 params.append(param)
         out.append({**group, "params": params})
     return out
-
-
-def _resolve_wrapper(wrapper_type: Any) -> type:
-    key = f"{WRAPPER_KEY}.type"
-    if isinstance(wrapper_type, type):
-        cls: Any = wrapper_type
-    elif not isinstance(wrapper_type, str) or not wrapper_type:
-        raise OptimizerConfigError(f"type must be a wrapper name like 'OptimWrapper', got {wrapper_type!r}", key)
-    else:
-        try:
-            cls = OPTIM_WRAPPERS.get(wrapper_type)
-        except (ImportError, TypeError, ValueError, RuntimeError):  # mmengine imports '<scope>.registry' for 'scope.Name'
-            cls = None
-    if cls is None:
-        names = set(OPTIM_WRAPPERS.module_dict) | set(OPTIM_WRAPPERS.parent.module_dict if OPTIM_WRAPPERS.parent else {})
-        raise OptimizerConfigError(
-            f"unknown optim wrapper type '{wrapper_type}'{suggestion_text(wrapper_type, names)} "
-            f"Known: {', '.join(sorted(names))}",
-            key,
-        )
-    if not (isinstance(cls, type) and issubclass(cls, BaseOptimWrapper)):
-        what = f"'{wrapper_type}' names {cls!r}, which is" if isinstance(wrapper_type, str) else f"{cls!r} is"
-        raise OptimizerConfigError(
-            f"{what} not an optim wrapper class; use e.g. type='OptimWrapper' or 'AmpOptimWrapper'", key
-        )
-    _check_wrapper_available(cls)
-    return cls
-
-
-def _check_wrapper_available(cls: type) -> None:
-    """Refuse mmengine's ApexOptimWrapper without NVIDIA Apex (it would ``assert`` when built)."""
-    from mmengine.optim.optimizer import apex_optimizer_wrapper as apex_module
-
-    if issubclass(cls, apex_module.ApexOptimWrapper) and apex_module.apex_amp is None:
-        raise OptimizerUnavailableError(
-            f"'{cls.__name__}' cannot run here: NVIDIA Apex is not installed (https://github.com/NVIDIA/apex); "
-            "use type='AmpOptimWrapper', torch's own mixed precision, which needs nothing extra",
-            f"{WRAPPER_KEY}.type",
-        )
-
-
-def _check_wrapper_cfg(cfg: Mapping[str, Any], wrapper_cls: type) -> None:
-    # ``optimizer`` is passed by the builder; it is not always the first argument
-    # (AmpOptimWrapper's first is ``loss_scale``), so it is dropped by name.
-    found = accepted_keywords(wrapper_cls, skip_first=False)
-    keywords = Keywords(
-        names=tuple(n for n in found.names if n != "optimizer"),
-        defaults=found.defaults,
-        open=found.open,
-        open_reason=found.open_reason,
-    )
-    wrapper_kwargs = {k: v for k, v in cfg.items() if k != "type"}
-    check_keywords(wrapper_kwargs, keywords, wrapper_cls.__name__, WRAPPER_KEY, extra=BUILDER_KEYS)
-    if "accumulative_counts" in cfg:
-        check_int_at_least(cfg["accumulative_counts"], "accumulative_counts", f"{WRAPPER_KEY}.accumulative_counts", 1)
-    if "max_nonfinite_steps" in cfg:  # visdet's OptimWrapper/AmpOptimWrapper; others refuse the key above
-        check_int_at_least(cfg["max_nonfinite_steps"], "max_nonfinite_steps", f"{WRAPPER_KEY}.max_nonfinite_steps", 1)
-    check_clip_grad(cfg.get("clip_grad"), f"{WRAPPER_KEY}.clip_grad")

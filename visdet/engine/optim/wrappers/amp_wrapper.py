@@ -16,11 +16,8 @@ does that job (it skips the step and lowers the scale), so the guard is off.
 """
 from __future__ import annotations
 
-import inspect
 import logging
-import math
-import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,10 +25,13 @@ import torch
 import torch.nn as nn
 
 from visdet.engine.optim.errors import OptimizerConfigError
-
-from visdet.utils.suggestions import suggestion_text
-from visdet.engine.optim.config.arguments import check_int_at_least
-from visdet.engine.optim.config.wrapper_checks import check_clip_grad
+from visdet.engine.optim.config.wrapper_checks import (
+    AMP_DTYPES,
+    WRAPPER_KEY,
+    check_use_fsdp,
+    parse_amp_dtype,
+    parse_loss_scale,
+)
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 
@@ -39,32 +39,8 @@ from mmengine.logging import print_log
 from visdet.engine.optim.wrappers.optim_wrapper import OptimWrapper
 from visdet.registry import OPTIM_WRAPPERS
 
-KEY = "optim_wrapper"
-VALID_DTYPES = ("float16", "bfloat16", "float32", "float64")
 # Dtypes torch.autocast can cast to; float32/float64 mean "no autocast".
 AUTOCAST_DTYPES = (torch.float16, torch.bfloat16)
-
-
-def _names(values: Any) -> str:
-    return ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in values)
-
-
-def _parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``dtype`` as a ``torch.dtype`` (``None`` stays ``None``)."""
-    if dtype is None:
-        return None
-    valid = f"Valid dtypes: {_names(VALID_DTYPES)}, the matching torch.dtype, or None for the device default"
-    if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
-        if name not in VALID_DTYPES:
-            raise OptimizerConfigError(
-                f"unknown dtype '{dtype}'{suggestion_text(name, VALID_DTYPES)}\n{valid}", f"{KEY}.dtype")
-        return getattr(torch, name)
-    if isinstance(dtype, torch.dtype):
-        if str(dtype).removeprefix("torch.") not in VALID_DTYPES:
-            raise OptimizerConfigError(f"dtype {dtype} cannot be used for mixed precision\n{valid}", f"{KEY}.dtype")
-        return dtype
-    raise OptimizerConfigError(f"dtype must be a string or torch.dtype, got {dtype!r}\n{valid}", f"{KEY}.dtype")
 
 
 def _params_device_type(optimizer: torch.optim.Optimizer) -> str:
@@ -74,76 +50,13 @@ def _params_device_type(optimizer: torch.optim.Optimizer) -> str:
         raise OptimizerConfigError(
             f"the optimizer's parameters are on several device types ({', '.join(types)}); "
             "AmpOptimWrapper autocasts for one device type. Move the whole model to one device "
-            "before building the optimizer wrapper", f"{KEY}.optimizer")
+            "before building the optimizer wrapper", f"{WRAPPER_KEY}.optimizer")
     device_type = types[0] if types else "cpu"
     if not torch.amp.is_autocast_available(device_type):
         raise OptimizerConfigError(
             f"the optimizer's parameters are on '{device_type}', where torch has no autocast; "
-            "move the model to 'cpu' or 'cuda' before building the optimizer wrapper", f"{KEY}.optimizer")
+            "move the model to 'cpu' or 'cuda' before building the optimizer wrapper", f"{WRAPPER_KEY}.optimizer")
     return device_type
-
-
-def _check_positive(value: Any, key: str, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise OptimizerConfigError(f"{what} must be a positive finite number, got {value!r}", key)
-    return float(value)
-
-
-def _scaler_kwargs(loss_scale: Any, scaler_type: type) -> tuple[dict[str, Any], float | None]:
-    """GradScaler keyword arguments and the static scale (``None`` when dynamic)."""
-    key = f"{KEY}.loss_scale"
-    if loss_scale is None or loss_scale == "dynamic":
-        return {}, None
-    if isinstance(loss_scale, numbers.Real) and not isinstance(loss_scale, bool):
-        scale = _check_positive(loss_scale, key, "a static loss_scale")
-        return {"init_scale": scale}, scale
-    if isinstance(loss_scale, Mapping):
-        accepted = [n for n in inspect.signature(scaler_type.__init__).parameters if n not in ("self", "device")]
-        for name in loss_scale:
-            if name == "device":
-                raise OptimizerConfigError(
-                    "'device' cannot be set in loss_scale: it is the device type of the optimizer's "
-                    f"parameters. Valid keys: {', '.join(accepted)}", key)
-            if name not in accepted:
-                raise OptimizerConfigError(
-                    f"{scaler_type.__name__} got an unknown argument '{name}'"
-                    f"{suggestion_text(str(name), accepted)}\nValid keys: {', '.join(accepted)}", key)
-        if "init_scale" in loss_scale:
-            _check_positive(loss_scale["init_scale"], f"{key}.init_scale", "init_scale")
-        _check_scaler_factors(loss_scale, key)
-        return dict(loss_scale), None
-    raise OptimizerConfigError(
-        f"loss_scale must be 'dynamic', a positive number (static scale) or a dict of "
-        f"{scaler_type.__name__} arguments, got {loss_scale!r}", key)
-
-
-def _check_scaler_factors(loss_scale: Mapping[str, Any], key: str) -> None:
-    """What GradScaler checks with AssertionError, or not at all, as config errors."""
-    if "growth_factor" in loss_scale:
-        growth = _check_positive(loss_scale["growth_factor"], f"{key}.growth_factor", "growth_factor")
-        if growth <= 1.0:
-            raise OptimizerConfigError(
-                f"growth_factor must be > 1 (the scale grows by it), got {growth:g}; the default is 2.0",
-                f"{key}.growth_factor")
-    if "backoff_factor" in loss_scale:
-        backoff = _check_positive(loss_scale["backoff_factor"], f"{key}.backoff_factor", "backoff_factor")
-        if backoff >= 1.0:
-            raise OptimizerConfigError(
-                f"backoff_factor must be in (0, 1) (the scale shrinks by it), got {backoff:g}; the default is 0.5",
-                f"{key}.backoff_factor")
-    if "growth_interval" in loss_scale:
-        check_int_at_least(loss_scale["growth_interval"], "growth_interval", f"{key}.growth_interval", 1)
-    if "enabled" in loss_scale and not isinstance(loss_scale["enabled"], bool):
-        raise OptimizerConfigError(f"enabled must be True or False, got {loss_scale['enabled']!r}", f"{key}.enabled")
-
-
-def _check_wrapper_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Check what OptimWrapper would only ``assert``; returns kwargs with ``clip_grad`` copied."""
-    check_int_at_least(kwargs.get("accumulative_counts", 1), "accumulative_counts", f"{KEY}.accumulative_counts", 1)
-    check_clip_grad(kwargs.get("clip_grad"), f"{KEY}.clip_grad")
-    if kwargs.get("clip_grad") is not None:
-        kwargs = {**kwargs, "clip_grad": dict(kwargs["clip_grad"])}  # OptimWrapper pops 'type' from it
-    return kwargs
 
 
 @OPTIM_WRAPPERS.register_module(name="AmpOptimWrapper", force=True)  # force: survives re-import
@@ -178,7 +91,7 @@ class AmpOptimWrapper(OptimWrapper):
         loss_scaler: The ``GradScaler``, or ``None`` when none is used.
     """
 
-    valid_dtypes = VALID_DTYPES
+    valid_dtypes = AMP_DTYPES
 
     def __init__(
         self,
@@ -187,22 +100,23 @@ class AmpOptimWrapper(OptimWrapper):
         use_fsdp: bool = False,
         **kwargs: Any,
     ) -> None:
-        cast_dtype = _parse_dtype(dtype)
-        if not isinstance(use_fsdp, bool):
-            raise OptimizerConfigError(f"use_fsdp must be True or False, got {use_fsdp!r}", f"{KEY}.use_fsdp")
+        # AmpOptimWrapper's own keys are checked here, where they are read; accumulative_counts, clip_grad
+        # and max_nonfinite_steps by OptimWrapper.__init__ (the constructor checks those before the model).
+        cast_dtype = parse_amp_dtype(dtype)
+        check_use_fsdp(use_fsdp)
         scaler_type = self._scaler_type(use_fsdp)
-        scaler_kwargs, static_scale = _scaler_kwargs(loss_scale, scaler_type)
-        kwargs = _check_wrapper_kwargs(kwargs)
+        scaler_kwargs, static_scale = parse_loss_scale(loss_scale, scaler_type)
         optimizer = kwargs.get("optimizer")
         if not hasattr(optimizer, "param_groups"):
             raise OptimizerConfigError(
-                f"optimizer must be a built torch.optim.Optimizer, got {type(optimizer).__name__}", f"{KEY}.optimizer")
+                f"optimizer must be a built torch.optim.Optimizer, got {type(optimizer).__name__}",
+                f"{WRAPPER_KEY}.optimizer")
         device_type = _params_device_type(optimizer)
         if cast_dtype is None:
             cast_dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
         if device_type == "cuda" and cast_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             raise OptimizerConfigError(
-                "this CUDA device does not support bfloat16; use dtype='float16'", f"{KEY}.dtype")
+                "this CUDA device does not support bfloat16; use dtype='float16'", f"{WRAPPER_KEY}.dtype")
         super().__init__(**kwargs)
 
         self.device_type = device_type

@@ -26,9 +26,8 @@ import statistics
 import torch
 from mmengine.logging import MessageHub, print_log
 
-from visdet.engine.optim.config.arguments import check_int_at_least
+from visdet.engine.optim.config.wrapper_checks import WRAPPER_KEY, check_max_nonfinite_steps
 
-KEY = "optim_wrapper"
 #: Message-hub scalar holding the number of skipped steps (logged as ``nonfinite_skips``).
 SKIPS_SCALAR = "train/nonfinite_skips"
 #: What was non-finite, in the skip and stop messages.
@@ -82,10 +81,12 @@ class NonFiniteSkipCounter:
     """
 
     #: What the stop message suggests for clipping (DeepSpeed's wrapper points at its own key).
-    clip_advice = f"gradient clipping ({KEY}.clip_grad=dict(max_norm=35, norm_type=2))"
+    clip_advice = f"gradient clipping ({WRAPPER_KEY}.clip_grad=dict(max_norm=35, norm_type=2))"
 
     def _init_counters(self, max_nonfinite_steps: int) -> None:
-        check_int_at_least(max_nonfinite_steps, "max_nonfinite_steps", f"{KEY}.max_nonfinite_steps", 1)
+        # Checked here, where every guarded wrapper reads it: they are also built without the constructor
+        # (directly, or by the DeepSpeed strategy for a 1-bit optimizer).
+        check_max_nonfinite_steps(max_nonfinite_steps)
         self.max_nonfinite_steps = int(max_nonfinite_steps)
         self.nonfinite_skips = 0
         self.consecutive_nonfinite = 0
@@ -217,12 +218,12 @@ class NonFiniteSkipCounter:
             level=logging.WARNING,
         )
         if self.consecutive_nonfinite >= self.max_nonfinite_steps:
-            advice = [f"a lower learning rate ({KEY}.optimizer.lr) or a longer warmup", self._clip_advice(),
+            advice = [f"a lower learning rate ({WRAPPER_KEY}.optimizer.lr) or a longer warmup", self._clip_advice(),
                       self._precision_advice(),
                       "checking the data for NaN/inf values, empty or degenerate boxes and wrong labels"]
             raise NonFiniteTrainingError(
                 f"{self.consecutive_nonfinite} optimizer steps in a row had a non-finite loss or gradients "
-                f"(the last: {what}, at {where}); training stopped ({KEY}.max_nonfinite_steps="
+                f"(the last: {what}, at {where}); training stopped ({WRAPPER_KEY}.max_nonfinite_steps="
                 f"{self.max_nonfinite_steps}). {self._parameters_story()} Things to try: "
                 f"{'; '.join(a for a in advice if a)}.",
                 consecutive=self.consecutive_nonfinite,

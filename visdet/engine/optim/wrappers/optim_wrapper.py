@@ -31,9 +31,8 @@ from typing import Any
 
 import torch
 
-from visdet.engine.optim.wrappers.nonfinite import GRADS, KEY, LOSS, NonFiniteSkipCounter
-from visdet.engine.optim.config.arguments import check_int_at_least
-from visdet.engine.optim.config.wrapper_checks import check_clip_grad
+from visdet.engine.optim.config.wrapper_checks import check_accumulative_counts, check_clip_grad
+from visdet.engine.optim.wrappers.nonfinite import GRADS, LOSS, NonFiniteSkipCounter
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 
@@ -77,9 +76,11 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         clip_grad: dict | None = None,
         max_nonfinite_steps: int = 10,
     ) -> None:
-        check_int_at_least(accumulative_counts, "accumulative_counts", f"{KEY}.accumulative_counts", 1)
-        check_clip_grad(clip_grad, f"{KEY}.clip_grad")
-        self._init_counters(max_nonfinite_steps)
+        # Checked here, not only by the constructor (which checks them before it sees the model): an
+        # OptimWrapper or AmpOptimWrapper is also built directly, and mmengine would only ``assert``.
+        check_accumulative_counts(accumulative_counts)
+        check_clip_grad(clip_grad)
+        self._init_counters(max_nonfinite_steps)  # checks max_nonfinite_steps
         clip_grad = dict(clip_grad) if clip_grad is not None else None  # mmengine pops 'type' from it
         self._clip_type = clip_grad.get("type", "norm") if clip_grad else None
         super().__init__(optimizer, accumulative_counts=accumulative_counts, clip_grad=clip_grad)
