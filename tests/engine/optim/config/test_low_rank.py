@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
-from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.config.arguments import OptimizerConfigWarning
+from visdet.engine.optim.config.low_rank import family
+from visdet.engine.optim.errors import OptimizerConfigError
 
 
 class Net(torch.nn.Module):
@@ -95,3 +96,21 @@ def test_galore_without_low_rank_warns_that_it_projects_nothing():
     with pytest.warns(OptimizerConfigWarning, match="projects nothing"):
         model, wrapper = build(dict(type="GaLoreAdamW", lr=1e-3))
     assert all("rank" not in g for g in wrapper.optimizer.param_groups)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("GaLoreAdamW", "galore"), ("GaLoreAdafactor", "galore"), ("APOLLOAdamW", "apollo"), ("QAPOLLOAdamW", "apollo"),
+    ("AdamW", None), ("SGD", None),
+])
+def test_family_comes_from_the_catalogue_record(name, expected):
+    """apollo-torch exports its own GaLore classes too; its APOLLO ones are classes named AdamW."""
+    from visdet.registry import OPTIMIZERS
+
+    assert family(OPTIMIZERS.get(name)) == expected
+
+
+def test_a_class_the_catalogue_does_not_know_projects_nothing():
+    class Custom(torch.optim.AdamW):
+        pass
+
+    assert family(Custom) is None

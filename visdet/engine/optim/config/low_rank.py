@@ -25,10 +25,10 @@ from typing import Any
 
 from torch import nn
 
-from visdet.engine.optim.errors import OptimizerConfigError
-
-from visdet.utils.suggestions import suggestion_text
+from visdet.engine.optim.catalog.catalogue import spec_for_class
 from visdet.engine.optim.config.arguments import check_int_at_least, check_number
+from visdet.engine.optim.errors import OptimizerConfigError
+from visdet.utils.suggestions import suggestion_text
 
 KEY = "optim_wrapper.low_rank"
 PROJ_TYPES = ("std", "reverse_std", "right", "left", "full")
@@ -41,13 +41,9 @@ CHOICES: dict[str, tuple[str, ...]] = {"proj_type": PROJ_TYPES, "proj": ("random
 
 
 def family(cls: type) -> str | None:
-    """``'apollo'``, ``'galore'`` or None: whether ``cls`` projects groups that carry ``rank``."""
-    top, module = cls.__module__.split(".")[0], cls.__module__.rpartition(".")[2]
-    if top == "apollo_torch" and module in ("apollo", "q_apollo"):  # classes named AdamW, exported as *APOLLOAdamW
-        return "apollo"
-    if top in ("galore_torch", "apollo_torch"):
-        return "galore"
-    return None
+    """``'apollo'``, ``'galore'`` or None: whether ``cls`` projects groups that carry ``rank``, as its record says."""
+    spec = spec_for_class(cls)
+    return (spec.low_rank or None) if spec is not None else None
 
 
 @dataclass(frozen=True)
