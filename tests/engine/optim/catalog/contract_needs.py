@@ -110,9 +110,9 @@ NEEDS: dict[tuple[str, str], Needs] = {
     (TORCH, "ASGD"): Needs(lr_at_first_step=True, why="steps with the eta it computed from lr the step before"),
     (PYOPT, "Ranger21"): Needs({"num_iterations": 100}, notes_say="num_iterations",
                                why="needs the run length for its built-in lr schedule"),
-    # Observed breaks of the contract, each expected (and re-checked) by the test:
     (PYOPT, "SaRA"): Needs(steps=10, partial=True, why="AdamW on masks of small-magnitude weights: in 10 steps at "
                            "lr=1e-2 it moves one entry of the conv kernel and nothing of the matrix or the vector"),
+    # Observed breaks of the contract, each expected (and re-checked) by the test:
     (DS, "DeepSpeedCPUAdam"): Needs(breaks="a state_dict round trip does not continue identically"),
     (PYOPT, "ApolloDQN"): Needs(breaks="a scheduler's lower lr does not change its update (it warms up from init_lr)"),
     (PYOPT, "BSAM"): Needs({"num_data": 8}, breaks="its step fails on plain parameter groups (needs a SAM-style loop)"),
