@@ -11,8 +11,10 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
-from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.build.param_groups import plan_param_groups
+from visdet.engine.optim.config.paramwise import RULES
+from visdet.engine.optim.errors import OptimizerConfigError
+from visdet.utils.modules import module_parameters
 
 BASE_LR, BASE_WD = 0.01, 0.05
 
@@ -70,7 +72,8 @@ def build_both(paramwise_cfg: dict, optimizer: dict | None = None, shared: bool 
 PARITY_CASES = {
     "no rules": {},
     "norm and bias decay": dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
-    "every type rule": dict(bias_lr_mult=2.0, bias_decay_mult=0.5, norm_decay_mult=0.0, dwconv_decay_mult=0.1, flat_decay_mult=0.3),
+    "every type rule": dict(bias_lr_mult=2.0, bias_decay_mult=0.5, norm_decay_mult=0.0, dwconv_decay_mult=0.1,
+                            flat_decay_mult=0.3),
     "nested custom keys, both mults": dict(
         norm_decay_mult=0.0,
         custom_keys={
@@ -82,9 +85,12 @@ PARITY_CASES = {
     "custom key on weights only": dict(bias_decay_mult=0.0, custom_keys={"conv.weight": dict(lr_mult=0.5)}),
     "top-level parameter": dict(custom_keys={".scale": dict(lr_mult=3.0, decay_mult=0.0)}),
     "absolute lr and weight decay in a custom key": dict(
-        norm_decay_mult=0.0, custom_keys={"head": dict(lr=0.5, weight_decay=0.0), "neck": dict(lr_mult=2.0, weight_decay=0.3)}
+        norm_decay_mult=0.0,
+        custom_keys={"head": dict(lr=0.5, weight_decay=0.0), "neck": dict(lr_mult=2.0, weight_decay=0.3)},
     ),
-    "equal-length keys": dict(custom_keys={"neck.0": dict(lr_mult=2.0, decay_mult=2.0), "neck.1": dict(lr_mult=4.0, decay_mult=0.0)}),
+    "equal-length keys": dict(
+        custom_keys={"neck.0": dict(lr_mult=2.0, decay_mult=2.0), "neck.1": dict(lr_mult=4.0, decay_mult=0.0)}
+    ),
 }
 
 
@@ -192,7 +198,8 @@ def test_custom_key_overrides_other_hyperparameters_per_group():
 def test_unmatched_custom_keys_warn_with_their_names():
     model = Detectorish()
     ctor = OptimWrapperConstructor(
-        dict(optimizer=dict(type="SGD", lr=0.1)), dict(custom_keys={"backbone": dict(lr_mult=0.1), "bakbone.x": dict(lr_mult=2.0)})
+        dict(optimizer=dict(type="SGD", lr=0.1)),
+        dict(custom_keys={"backbone": dict(lr_mult=0.1), "bakbone.x": dict(lr_mult=2.0)}),
     )
     with pytest.warns(UserWarning, match=r"'bakbone.x' matched no trainable parameter"):
         ctor(model)
@@ -205,3 +212,43 @@ def test_custom_key_always_shadowed_by_a_longer_one_is_reported():
     )
     with pytest.warns(UserWarning, match=r"'layer1' is always overridden by the longer key 'backbone'"):
         ctor(Detectorish())
+
+
+class DeformConv2d(nn.Module):
+    """Named as mmcv's (deformable convolutions are told by class name); its offsets come from ``conv_offset``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c, c, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.conv_offset = nn.Conv2d(c, 18, 3, padding=1)
+
+
+def with_dcn() -> nn.Module:
+    model = Detectorish()
+    model.neck.append(DeformConv2d(8))
+    return model
+
+
+def test_dcn_offset_lr_mult_scales_the_offset_convolution_and_no_bias_rule_reaches_it():
+    cfg = dict(dcn_offset_lr_mult=0.1, bias_lr_mult=2.0, bias_decay_mult=0.0, flat_decay_mult=0.5)
+    plan = plan_param_groups(with_dcn(), cfg, {"main": (BASE_LR, BASE_WD)})
+    got = {s.name: (s.lr, s.weight_decay, s.lr_rule, s.decay_rule) for s in plan.settings}
+    assert got["neck.2.conv_offset.weight"] == (BASE_LR * 0.1, BASE_WD, "dcn_offset_lr_mult", "base")
+    assert got["neck.2.conv_offset.bias"] == (BASE_LR * 0.1, BASE_WD, "dcn_offset_lr_mult", "base")
+    assert got["neck.2.bias"] == (BASE_LR * 2.0, 0.0, "bias_lr_mult", "bias_decay_mult")  # the DCN's own bias
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.key for r in RULES])
+def test_every_rule_in_the_table_changes_the_parameters_it_applies_to(rule):
+    """A rule added to config.paramwise.RULES is applied by the planner, to its parameters only."""
+    model = with_dcn()
+    plan = plan_param_groups(model, {rule.key: 0.5}, {"main": (BASE_LR, BASE_WD)})
+    sites = {site.name: site for site in module_parameters(model)}
+    for s in plan.settings:
+        chosen = s.lr_rule if rule.setting == "lr" else s.decay_rule
+        applies = rule.applies(sites[s.name])
+        assert chosen == (rule.key if applies else "base"), s.name
+        scaled = (BASE_LR * 0.5, BASE_WD) if rule.setting == "lr" else (BASE_LR, BASE_WD * 0.5)
+        assert (s.lr, s.weight_decay) == (scaled if applies else (BASE_LR, BASE_WD)), s.name
+    assert any(rule.applies(site) for site in sites.values()), f"no parameter of the test model has {rule.applies_to}"

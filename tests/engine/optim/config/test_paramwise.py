@@ -5,6 +5,7 @@ import pytest
 from optim_cfg_helpers import ADAMW, expect
 
 from visdet.engine.optim.build.constructor import OptimWrapperConstructor
+from visdet.engine.optim.config.paramwise import DECAY, DECAY_MULTS, LR, PARAMWISE_KEYS, RULES, RULES_BY_SETTING
 from visdet.engine.optim.errors import OptimizerConfigError
 
 CUSTOM = "optim_wrapper.paramwise_cfg.custom_keys"
@@ -46,3 +47,14 @@ def test_paramwise_cfg_that_is_not_a_dict():
     for bad in ([1], "norm_decay_mult=0"):
         with pytest.raises(OptimizerConfigError, match="optim_wrapper.paramwise_cfg: must be a dict"):
             OptimWrapperConstructor(dict(optimizer=ADAMW), bad)
+
+
+def test_the_rule_table_is_one_entry_per_key_with_one_precedence_per_setting():
+    keys = [rule.key for rule in RULES]
+    assert len(keys) == len(set(keys)) and set(keys) <= set(PARAMWISE_KEYS)
+    assert {rule.setting for rule in RULES} == {LR, DECAY}
+    for setting, rules in RULES_BY_SETTING.items():
+        precedences = [rule.precedence for rule in rules]
+        assert precedences == sorted(set(precedences)), setting  # no ties: the winner is always defined
+    assert DECAY_MULTS == tuple(rule.key for rule in RULES if rule.setting == DECAY)
+    assert all(rule.applies_to for rule in RULES)

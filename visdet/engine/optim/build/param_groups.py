@@ -17,8 +17,10 @@ The rules and their meaning are mmengine's ``DefaultOptimWrapperConstructor``
   defeats ``foreach``/``fused`` kernels; here parameters whose settings are
   equal share one group, in first-seen order.
 
-Frozen parameters (``requires_grad=False``) are left out. These are pure
-functions of the model and the config; nothing is built.
+The multipliers (what each applies to, what it scales, which wins) are the
+table ``config.paramwise.RULES``; here it is applied. Frozen parameters
+(``requires_grad=False``) are left out. These are pure functions of the model
+and the config; nothing is built.
 """
 from __future__ import annotations
 
@@ -29,12 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from visdet.engine.optim.config.paramwise import DECAY, LR, RULES_BY_SETTING
 from visdet.engine.optim.errors import OptimizerConfigError
-from visdet.utils.modules import NORM_TYPES, walk_modules  # mmengine's norm types, and RMSNorm, which it predates
-
-#: Deformable convolutions, by class name: mmcv's need its compiled ops, which
-#: visdet does not install, so they cannot be imported to test against.
-DCN_CLASS_NAMES = frozenset({"DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack"})
+from visdet.utils.modules import ModuleParameter, module_parameters
 
 
 @dataclass
@@ -93,7 +92,7 @@ def plan_param_groups(
 
     Args:
         model: The model (a DDP/FSDP wrapper's ``.module`` is used).
-        paramwise_cfg: A checked ``paramwise_cfg`` (see ``validation``).
+        paramwise_cfg: A checked ``paramwise_cfg`` (see ``config.paramwise``).
         bases: Per route, the base ``(lr, weight_decay)`` the multipliers scale.
         route_of: Parameter name -> route; ``'main'`` for unnamed ones.
 
@@ -112,35 +111,30 @@ def plan_param_groups(
     seen: dict[int, ParamSetting] = {}
     applied: set[str] = set()
     winners_at: dict[str, str | None] = {}  # full name as mmengine matches it -> winning key
-    for prefix, module, parent in walk_modules(model):  # repeats included, as mmengine visits them
-        parent_is_dcn = type(parent).__name__ in DCN_CLASS_NAMES
-        for local_name, param in module.named_parameters(recurse=False):
-            path = f"{prefix}.{local_name}" if prefix else local_name
-            if not param.requires_grad:
-                if id(param) not in seen and path not in plan.frozen:
-                    plan.frozen.append(path)
-                continue
-            name = names.get(id(param), path)
-            setting = _setting(
-                cfg, custom_keys, ordered_keys, module, prefix, local_name, param, parent_is_dcn,
-                name, route_of.get(name, "main"), bases,
-            )
-            if id(param) in seen:
-                kept = seen[id(param)]
-                plan.duplicates.append((path, kept.name))
-                if not cfg.get("bypass_duplicate", False) and _effect(setting) != _effect(kept):
-                    raise OptimizerConfigError(
-                        f"parameter '{kept.name}' is shared with '{path}' and the rules give them different "
-                        f"settings ({_effect(kept)} vs {_effect(setting)}); set paramwise_cfg.bypass_duplicate=True "
-                        "to keep the first, or make the rules agree",
-                        "optim_wrapper.paramwise_cfg",
-                    )
-                continue
-            seen[id(param)] = setting
-            plan.settings.append(setting)
-            winners_at[f"{prefix}.{local_name}"] = setting.custom_key
-            if setting.custom_key is not None:
-                applied.add(setting.custom_key)
+    for site in module_parameters(model, remove_duplicate=False):  # repeats included, as mmengine visits them
+        param, path = site.param, site.name
+        if not param.requires_grad:
+            if id(param) not in seen and path not in plan.frozen:
+                plan.frozen.append(path)
+            continue
+        name = names.get(id(param), path)
+        setting = _setting(cfg, custom_keys, ordered_keys, site, name, route_of.get(name, "main"), bases)
+        if id(param) in seen:
+            kept = seen[id(param)]
+            plan.duplicates.append((path, kept.name))
+            if not cfg.get("bypass_duplicate", False) and _effect(setting) != _effect(kept):
+                raise OptimizerConfigError(
+                    f"parameter '{kept.name}' is shared with '{path}' and the rules give them different "
+                    f"settings ({_effect(kept)} vs {_effect(setting)}); set paramwise_cfg.bypass_duplicate=True "
+                    "to keep the first, or make the rules agree",
+                    "optim_wrapper.paramwise_cfg",
+                )
+            continue
+        seen[id(param)] = setting
+        plan.settings.append(setting)
+        winners_at[f"{site.prefix}.{site.local}"] = setting.custom_key
+        if setting.custom_key is not None:
+            applied.add(setting.custom_key)
     plan.unused_custom_keys = [k for k in custom_keys if k not in applied]
     for key in plan.unused_custom_keys:
         winners = {w for full, w in winners_at.items() if key in full and w is not None}
@@ -153,49 +147,32 @@ def _effect(setting: ParamSetting) -> tuple:
     return (setting.route, setting.lr, setting.weight_decay, tuple(sorted(setting.overrides.items())))
 
 
+def _type_rule(cfg: Mapping[str, Any], setting: str, site: ModuleParameter) -> tuple[Any, str]:
+    """The multiplier of ``setting`` the type rules give ``site`` and the rule's key; ``(None, 'base')`` if none."""
+    for rule in RULES_BY_SETTING[setting]:
+        if cfg.get(rule.key) is not None and rule.applies(site):
+            return cfg[rule.key], rule.key
+    return None, "base"
+
+
 def _setting(
     cfg: Mapping[str, Any],
     custom_keys: Mapping[str, Mapping[str, Any]],
     ordered_keys: list[str],
-    module: nn.Module,
-    prefix: str,
-    local_name: str,
-    param: torch.Tensor,
-    parent_is_dcn: bool,
+    site: ModuleParameter,
     name: str,
     route: str,
     bases: Mapping[str, tuple[float, float | None]],
 ) -> ParamSetting:
     base_lr, base_wd = bases[route]
-    is_norm = isinstance(module, NORM_TYPES)
-    is_dwconv = isinstance(module, nn.Conv2d) and module.in_channels == module.groups
-
     # The type rules, exactly as mmengine applies them to unmatched parameters.
-    lr_mult, lr_rule = None, "base"
-    if local_name == "bias" and not (is_norm or parent_is_dcn) and cfg.get("bias_lr_mult") is not None:
-        lr_mult, lr_rule = cfg["bias_lr_mult"], "bias_lr_mult"
-    if (
-        "conv_offset" in prefix
-        and parent_is_dcn
-        and isinstance(module, nn.Conv2d)
-        and cfg.get("dcn_offset_lr_mult") is not None
-    ):
-        lr_mult, lr_rule = cfg["dcn_offset_lr_mult"], "dcn_offset_lr_mult"
-    decay_mult, decay_rule = None, "base"
-    if base_wd is not None:
-        if is_norm and cfg.get("norm_decay_mult") is not None:
-            decay_mult, decay_rule = cfg["norm_decay_mult"], "norm_decay_mult"
-        elif local_name == "bias" and not parent_is_dcn and cfg.get("bias_decay_mult") is not None:
-            decay_mult, decay_rule = cfg["bias_decay_mult"], "bias_decay_mult"
-        elif is_dwconv and cfg.get("dwconv_decay_mult") is not None:
-            decay_mult, decay_rule = cfg["dwconv_decay_mult"], "dwconv_decay_mult"
-        elif param.ndim == 1 and not parent_is_dcn and cfg.get("flat_decay_mult") is not None:
-            decay_mult, decay_rule = cfg["flat_decay_mult"], "flat_decay_mult"
+    lr_mult, lr_rule = _type_rule(cfg, LR, site)
+    decay_mult, decay_rule = _type_rule(cfg, DECAY, site) if base_wd is not None else (None, "base")
 
     # custom_keys: the longest key in '{prefix}.{name}' overrides what it sets.
     overrides: dict[str, Any] = {}
     matched = None
-    full = f"{prefix}.{local_name}"
+    full = f"{site.prefix}.{site.local}"
     for key in ordered_keys:
         if key in full:
             rule = custom_keys[key]
@@ -216,7 +193,7 @@ def _setting(
             lr, lr_rule = rule["lr"], f"custom_keys[{matched!r}]"
         if "weight_decay" in rule:
             weight_decay, decay_rule = rule["weight_decay"], f"custom_keys[{matched!r}]"
-    return ParamSetting(name, param, route, lr, weight_decay, overrides, lr_rule, decay_rule, matched)
+    return ParamSetting(name, site.param, route, lr, weight_decay, overrides, lr_rule, decay_rule, matched)
 
 
 def merge_groups(settings: list[ParamSetting]) -> list[dict[str, Any]]:

@@ -1,25 +1,88 @@
-"""Check ``optim_wrapper.paramwise_cfg``: its keys, its multipliers, and decay rules without a decay."""
+"""``optim_wrapper.paramwise_cfg``: its rules as one table, and the check of a config against it.
+
+The table ``RULES`` is what the multipliers mean: each entry names its key,
+the parameters it applies to, the setting it multiplies and its precedence.
+The planner (``build/param_groups.py``) applies it and the check below reads
+its keys, so that adding a rule is one entry (plus its test). ``custom_keys``
+(the longest matching key overrides what it sets) and ``bypass_duplicate``
+are not multipliers of a parameter type and are handled by the planner itself.
+"""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from torch import nn
 
 from visdet.engine.optim.config.arguments import check_number, check_values, describe, is_number
 from visdet.engine.optim.errors import OptimizerConfigError
+from visdet.utils.modules import NORM_TYPES, ModuleParameter
 from visdet.utils.signatures import Keywords
 from visdet.utils.suggestions import suggestion_text
 
-#: Every key of mmengine's DefaultOptimWrapperConstructor ``paramwise_cfg``.
-PARAMWISE_MULTS = (
-    "bias_lr_mult",
-    "bias_decay_mult",
-    "norm_decay_mult",
-    "dwconv_decay_mult",
-    "flat_decay_mult",
-    "dcn_offset_lr_mult",
+LR, DECAY = "lr", "weight_decay"
+#: Deformable convolutions, by class name: mmcv's need its compiled ops, which
+#: visdet does not install, so they cannot be imported to test against.
+DCN_CLASS_NAMES = frozenset({"DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack"})
+
+
+def _is_norm(p: ModuleParameter) -> bool:
+    """Held by a norm layer: mmengine's norm types, and RMSNorm, which mmengine predates."""
+    return isinstance(p.module, NORM_TYPES)
+
+
+def _in_dcn(p: ModuleParameter) -> bool:
+    """Held by a direct child of a deformable convolution (its offset convolution)."""
+    return type(p.parent).__name__ in DCN_CLASS_NAMES
+
+
+def _is_dwconv(p: ModuleParameter) -> bool:
+    return isinstance(p.module, nn.Conv2d) and p.module.in_channels == p.module.groups
+
+
+@dataclass(frozen=True)
+class ParamwiseRule:
+    """One ``paramwise_cfg`` multiplier, as mmengine's DefaultOptimWrapperConstructor defines it.
+
+    Attributes:
+        key: Its ``paramwise_cfg`` key.
+        setting: What it multiplies: ``LR`` or ``DECAY`` (decay rules act only when a weight decay is set).
+        precedence: Among the rules of one setting that apply to a parameter and
+            are set, the lowest wins (mmengine's order of ifs).
+        applies_to: The parameters it applies to, in words.
+        applies: Whether it applies to one parameter where the module walk meets it.
+    """
+
+    key: str
+    setting: str
+    precedence: int
+    applies_to: str
+    applies: Callable[[ModuleParameter], bool]
+
+
+#: Every multiplier of ``paramwise_cfg``, in mmengine's documentation order.
+RULES: tuple[ParamwiseRule, ...] = (
+    ParamwiseRule("bias_lr_mult", LR, 1, "biases, except of norm layers and deformable convolutions' offsets",
+                  lambda p: p.local == "bias" and not (_is_norm(p) or _in_dcn(p))),
+    ParamwiseRule("bias_decay_mult", DECAY, 2, "biases, except of deformable convolutions' offsets",
+                  lambda p: p.local == "bias" and not _in_dcn(p)),
+    ParamwiseRule("norm_decay_mult", DECAY, 1, "weights and biases of norm layers", _is_norm),
+    ParamwiseRule("dwconv_decay_mult", DECAY, 3, "parameters of depth-wise convolutions", _is_dwconv),
+    ParamwiseRule("flat_decay_mult", DECAY, 4, "1-D parameters, except of deformable convolutions' offsets",
+                  lambda p: p.param.ndim == 1 and not _in_dcn(p)),
+    ParamwiseRule("dcn_offset_lr_mult", LR, 0, "weights and biases of deformable convolutions' offset convolutions",
+                  lambda p: "conv_offset" in p.prefix and _in_dcn(p) and isinstance(p.module, nn.Conv2d)),
 )
+#: Per setting, its rules in order of precedence.
+RULES_BY_SETTING: dict[str, tuple[ParamwiseRule, ...]] = {
+    setting: tuple(sorted((r for r in RULES if r.setting == setting), key=lambda r: r.precedence))
+    for setting in (LR, DECAY)
+}
+
+PARAMWISE_MULTS = tuple(rule.key for rule in RULES)
 PARAMWISE_KEYS = ("custom_keys", *PARAMWISE_MULTS, "bypass_duplicate")
-DECAY_MULTS = tuple(k for k in PARAMWISE_MULTS if "decay" in k)
+DECAY_MULTS = tuple(rule.key for rule in RULES if rule.setting == DECAY)
 CUSTOM_KEY_MULTS = ("lr_mult", "decay_mult")
 
 
