@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper, build_optim_wrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.optim.scheduler import CosineAnnealingLR
 from mmengine.registry import DefaultScope
 from torch import nn
@@ -58,7 +58,9 @@ def test_mmengine_builder_uses_visdet_constructor_under_visdet_scope(small_net):
     assert wrapper.optimizer.defaults["fused"] is True
     # The config can still ask for mmengine's constructor, which makes a group per parameter.
     theirs = with_visdet_scope(
-        lambda: build_optim_wrapper(small_net, {**copy.deepcopy(cfg), "constructor": "mmengine.DefaultOptimWrapperConstructor"})
+        lambda: build_optim_wrapper(
+            small_net, {**copy.deepcopy(cfg), "constructor": "mmengine.DefaultOptimWrapperConstructor"}
+        )
     )
     assert len(theirs.optimizer.param_groups) == len(list(small_net.parameters()))
 
@@ -110,7 +112,9 @@ def test_wrapper_keys_reach_the_wrapper(small_net):
 
 # --- Muon ----------------------------------------------------------------------
 
-MUON = dict(type="Muon", lr=0.02, weight_decay=0.01, flatten_conv=True, fallback=dict(type="AdamW", lr=3e-3, weight_decay=0.01))
+MUON = dict(
+    type="Muon", lr=0.02, weight_decay=0.01, flatten_conv=True, fallback=dict(type="AdamW", lr=3e-3, weight_decay=0.01)
+)
 
 
 def train(model: nn.Module, wrapper: OptimWrapper, steps: int) -> list[float]:
@@ -206,9 +210,11 @@ def test_param_scheduler_moves_both_routes():
 
 
 def test_hybrid_config_errors():
-    with pytest.raises(OptimizerConfigError, match=r"optim_wrapper.optimizer.fallback: AdamW got an unknown argument 'momentum'"):
+    fallback_error = r"optim_wrapper.optimizer.fallback: AdamW got an unknown argument 'momentum'"
+    with pytest.raises(OptimizerConfigError, match=fallback_error):
         OptimWrapperConstructor(dict(optimizer=dict(type="Muon", fallback=dict(type="AdamW", momentum=0.9))))
-    with pytest.raises(OptimizerConfigError, match=r"optim_wrapper.optimizer.flatten_conv: flatten_conv must be True or False"):
+    flatten_error = r"optim_wrapper.optimizer.flatten_conv: flatten_conv must be True or False"
+    with pytest.raises(OptimizerConfigError, match=flatten_error):
         OptimWrapperConstructor(dict(optimizer=dict(type="Muon", flatten_conv="yes")))
     with pytest.raises(OptimizerConfigError, match=r"Muon got an unknown argument 'betas'"):
         OptimWrapperConstructor(dict(optimizer=dict(type="Muon", betas=(0.9, 0.95))))
@@ -221,7 +227,8 @@ def test_hybrid_config_errors():
 @pytest.mark.parametrize("fallback_keys", [True, 6e-5, "fc_cls", {"fc_cls": 1}, ["fc_cls", 3]])
 def test_fallback_keys_that_are_not_a_list_of_names(fallback_keys):
     """Found by the fuzzer: a bool or a number was iterated, giving a bare TypeError."""
-    with pytest.raises(OptimizerConfigError, match=r"optim_wrapper.optimizer.fallback_keys: fallback_keys must be a list"):
+    match = r"optim_wrapper.optimizer.fallback_keys: fallback_keys must be a list"
+    with pytest.raises(OptimizerConfigError, match=match):
         OptimWrapperConstructor(dict(optimizer=dict(type="Lion", fallback_keys=fallback_keys)))
 
 
@@ -265,7 +272,9 @@ def test_zero_shards_any_registered_optimizer():
             losses.append(loss.item())
         print('decreased', losses[-1] < losses[0])
         try:
-            OptimWrapperConstructor(dict(optimizer=dict(type='ZeroRedundancyOptimizer', optimizer_type='AdamW', momentum=0.9)))
+            OptimWrapperConstructor(
+                dict(optimizer=dict(type='ZeroRedundancyOptimizer', optimizer_type='AdamW', momentum=0.9))
+            )
         except OptimizerConfigError as e:
             print('error', e)
         dist.destroy_process_group()
@@ -318,7 +327,8 @@ def test_reloading_the_constructor_module_does_not_raise_already_registered():
         from mmengine.registry import DefaultScope
         from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
         with DefaultScope.overwrite_default_scope('visdet'):
-            print(OPTIM_WRAPPER_CONSTRUCTORS.get('DefaultOptimWrapperConstructor') is constructor.OptimWrapperConstructor)
+            built = OPTIM_WRAPPER_CONSTRUCTORS.get('DefaultOptimWrapperConstructor')
+            print(built is constructor.OptimWrapperConstructor)
         """
     )
     assert result.returncode == 0, result.stderr[-2000:]

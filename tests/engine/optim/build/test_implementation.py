@@ -54,11 +54,14 @@ def test_classes_without_the_options_are_left_alone(small_net):
 )
 def test_chosen_implementation_matches_the_plain_loop(small_net, optimizer):
     """Same gradients, several steps, several groups: chosen vs single-tensor loop agree."""
-    paramwise = dict(norm_decay_mult=0.0, custom_keys={"fc2": dict(lr_mult=0.5)}) if "weight_decay" in optimizer else None
+    paramwise = None
+    if "weight_decay" in optimizer:
+        paramwise = dict(norm_decay_mult=0.0, custom_keys={"fc2": dict(lr_mult=0.5)})
     plain_model = copy.deepcopy(small_net)
     initial = copy.deepcopy(small_net.fc1.weight.detach())
     chosen = build(small_net, optimizer, paramwise)
-    plain = build(plain_model, {**optimizer, "foreach": False, **({"fused": False} if "fused" in chosen.defaults else {})}, paramwise)
+    loop = {"foreach": False, **({"fused": False} if "fused" in chosen.defaults else {})}
+    plain = build(plain_model, {**optimizer, **loop}, paramwise)
     assert chosen.defaults.get("fused") or chosen.defaults.get("foreach")
     torch.manual_seed(1)
     x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 4, (4,))
