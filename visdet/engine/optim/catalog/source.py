@@ -73,7 +73,7 @@ class Source:
     @cached_property
     def version(self) -> str | None:
         """Installed version (without a local ``+cu128`` part), or None when it is not installed."""
-        if scanner_for(self.top_level) is None:
+        if scanner_for(self.top_level, self.package) is None:
             return None
         try:
             return importlib.metadata.version(self.package).split("+")[0]
@@ -99,7 +99,7 @@ class Source:
         return {name: module for name, module in found.items() if self.only is None or name in self.only}
 
     def _discover_by_scan(self) -> dict[str, str]:
-        scanner = scanner_for(self.top_level)
+        scanner = scanner_for(self.top_level, self.package)
         if scanner is None:
             return {}
         found: dict[str, str] = {}
@@ -129,7 +129,7 @@ class Source:
         if live is not None:
             doc = (getattr(getattr(live, class_name, None), "__doc__", None) or "").strip()
             return doc.splitlines()[0].strip() if doc else ""
-        scanner = scanner_for(self.top_level)
+        scanner = scanner_for(self.top_level, self.package)
         return scanner.docstring(module, class_name) if scanner else ""
 
     def spec_for(self, class_name: str, module: str, name: str) -> OptimizerSpec:
