@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from _detection_common import build_dataset, collate, thread_note, to_torchvision, torchvision_faster_rcnn, visdet_config
+from _detection_common import (build_dataset, collate, thread_note, to_torchvision, torchvision_faster_rcnn,
+                               visdet_config)
 
 
 def main() -> None:

@@ -61,7 +61,8 @@ def main() -> None:
     tv_model = torchvision_faster_rcnn(
         args.depth, num_classes, args.size, zero_init_residual=bool(cfg.model.backbone.get("zero_init_residual")),
         rpn_pre_nms_top_n_train=rcnn.rpn_proposal.nms_pre, rpn_post_nms_top_n_train=rcnn.rpn_proposal.max_per_img,
-        rpn_pre_nms_top_n_test=cfg.model.test_cfg.rpn.nms_pre, rpn_post_nms_top_n_test=cfg.model.test_cfg.rpn.max_per_img,
+        rpn_pre_nms_top_n_test=cfg.model.test_cfg.rpn.nms_pre,
+        rpn_post_nms_top_n_test=cfg.model.test_cfg.rpn.max_per_img,
         box_batch_size_per_image=rcnn.rcnn.sampler.num, box_detections_per_img=cfg.model.test_cfg.rcnn.max_per_img)
     models = {"visdet": visdet_model, "torchvision": tv_model}
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=args.lr, weight_decay=0.05, fused=True)

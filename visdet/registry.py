@@ -100,7 +100,8 @@ TASK_UTILS = _child("task util", MMENGINE_TASK_UTILS, MODEL)
 # Optimization.
 OPTIMIZERS: OptimizerRegistry = _child("optimizer", MMENGINE_OPTIMIZERS, OPTIM, OptimizerRegistry)  # type: ignore[assignment]
 OPTIM_WRAPPERS = _child("optim_wrapper", MMENGINE_OPTIM_WRAPPERS, OPTIM_BUILDERS)
-OPTIM_WRAPPER_CONSTRUCTORS = _child("optimizer wrapper constructor", MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_BUILDERS)
+OPTIM_WRAPPER_CONSTRUCTORS = _child(
+    "optimizer wrapper constructor", MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_BUILDERS)
 PARAM_SCHEDULERS = _child("parameter scheduler", MMENGINE_PARAM_SCHEDULERS, OPTIM)
 
 # Evaluation and visualisation.

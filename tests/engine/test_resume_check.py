@@ -1,4 +1,5 @@
-"""--resume with an optimizer the checkpoint was not saved with: refused before training, or started fresh on request."""
+"""--resume with an optimizer the checkpoint was not saved with: refused before training, or started fresh on
+request."""
 from __future__ import annotations
 
 import os
@@ -69,7 +70,7 @@ def _logged_lrs(log: str) -> dict[int, float]:
     return {int(i): float(lr) for i, lr in re.findall(r"Epoch\(train\) \[2\]\[(\d+)/8\].*? lr: (\S+)", log)}
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `scheduler.step\(\)`")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `scheduler.step\(\)`")
 def test_resume_optimizer_false_resumes_model_and_schedule_with_a_fresh_optimizer(adamw_epoch_1, tmp_path):
     checkpoint, data = adamw_epoch_1
     work_dir = tmp_path / "w"

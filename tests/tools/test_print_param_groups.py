@@ -48,13 +48,15 @@ def test_dry_run_lists_every_parameter_route_and_group(tmp_path):
         tmp_path,
         "dict(optimizer=dict(type='Muon', lr=0.02, weight_decay=0.01, flatten_conv=True, "
         "fallback=dict(type='AdamW', lr=1e-3, weight_decay=0.05)), "
-        "paramwise_cfg=dict(bias_decay_mult=0.0, custom_keys={'fc_cls': dict(lr_mult=0.5), 'nothing': dict(lr_mult=2.0)}))",
+        "paramwise_cfg=dict(bias_decay_mult=0.0, "
+        "custom_keys={'fc_cls': dict(lr_mult=0.5), 'nothing': dict(lr_mult=2.0)}))",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     assert "Muon" in lines["conv.weight"] and "flatten_conv=True" in lines["conv.weight"]
     assert "AdamW" in lines["stem.weight"] and "stem" in lines["stem.weight"]
-    assert "AdamW" in lines["fc_cls.weight"] and "0.0005" in lines["fc_cls.weight"] and "prediction head" in lines["fc_cls.weight"]
+    fc_cls = lines["fc_cls.weight"]
+    assert "AdamW" in fc_cls and "0.0005" in fc_cls and "prediction head" in fc_cls
     assert "bias_decay_mult" in lines["conv.bias"]
     assert "Frozen, left out: bn.weight" in result.stdout
     assert "custom_keys['nothing'] is unused: matches no trainable parameter" in result.stdout

@@ -13,7 +13,7 @@ def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     matches = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
     # A prefix/substring match catches 'adam8' -> 'Adam8bit' that ratio misses.
     lowered = word.lower()
-    for low, cand in by_lower.items():
+    for low in by_lower:
         if len(matches) >= n:
             break
         if low not in matches and len(lowered) >= 3 and (low.startswith(lowered) or lowered in low):

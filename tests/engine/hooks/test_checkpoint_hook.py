@@ -62,7 +62,8 @@ class EpochAsAccuracy(BaseMetric):
         return {"acc": float(MessageHub.get_current_instance().get_info("epoch"))}
 
 
-loader = dict(dataset=[dict(inputs=torch.randn(2)) for _ in range(4)], batch_size=2, sampler=dict(type="DefaultSampler"),
+loader = dict(dataset=[dict(inputs=torch.randn(2)) for _ in range(4)], batch_size=2,
+              sampler=dict(type="DefaultSampler"),
               collate_fn=dict(type="default_collate"))
 torch.manual_seed(0)
 Runner(model=Tiny(), work_dir=work_dir, train_dataloader=loader, val_dataloader=loader,
@@ -76,7 +77,8 @@ Runner(model=Tiny(), work_dir=work_dir, train_dataloader=loader, val_dataloader=
 
 
 def _script(work_dir: Path, max_epochs: int, resume: bool, kill_name: str, keep: int = 2):
-    code = f"import sys; sys.argv = ['x', {str(work_dir)!r}, '{max_epochs}', '{int(resume)}', {kill_name!r}, '{keep}']\n"
+    argv = f"['x', {str(work_dir)!r}, '{max_epochs}', '{int(resume)}', {kill_name!r}, '{keep}']"
+    code = f"import sys; sys.argv = {argv}\n"
     return run_python(code + SCRIPT, timeout=300)
 
 

@@ -27,7 +27,8 @@ def _runner(work_dir, max_epochs: int, **kwargs) -> Runner:
     return Runner(
         model=_Tiny(), work_dir=str(work_dir),
         train_dataloader=dict(dataset=[torch.randn(2) for _ in range(8)], batch_size=2,
-                              sampler=dict(type="DefaultSampler", shuffle=True), collate_fn=dict(type="pseudo_collate")),
+                              sampler=dict(type="DefaultSampler", shuffle=True),
+                              collate_fn=dict(type="pseudo_collate")),
         train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
         optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01)),
         param_scheduler=dict(type="LinearLR", by_epoch=False, begin=0, end=3),

@@ -1,4 +1,5 @@
-"""bitsandbytes' 8-bit optimizers on CPU: the measured slowness is listed and logged, min_8bit_size is checked and works."""
+"""bitsandbytes' 8-bit optimizers on CPU: the measured slowness is listed and logged; min_8bit_size is checked
+and works."""
 from __future__ import annotations
 
 import logging

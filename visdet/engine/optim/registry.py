@@ -179,7 +179,8 @@ class OptimizerRegistry(Registry):
         reason = entry.why_not(frozenset((*item.defaults, *own)))
         if reason:
             raise OptimizerUnavailableError(
-                f"{aliases.describe(item)} maps to '{entry.spec.name}' ({item.target}), which cannot run here: {reason}",
+                f"{aliases.describe(item)} maps to '{entry.spec.name}' ({item.target}), "
+                f"which cannot run here: {reason}",
                 type_key,
             )
         return {"type": entry.spec.name, **item.defaults, **own}

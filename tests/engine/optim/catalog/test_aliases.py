@@ -138,7 +138,8 @@ def test_an_alias_never_shadows_a_registry_name():
 def test_get_and_contains_accept_aliases():
     assert OPTIMIZERS.get("adamw_torch") is torch.optim.AdamW
     fused = OPTIMIZERS.get("adamw_torch_fused")
-    assert isinstance(fused, functools.partial) and fused.func is torch.optim.AdamW and fused.keywords == {"fused": True}
+    assert isinstance(fused, functools.partial) and fused.func is torch.optim.AdamW
+    assert fused.keywords == {"fused": True}
     assert "adamw_torch_fused" in OPTIMIZERS and "pytorch_adamw" in OPTIMIZERS and "timm:sgd" in OPTIMIZERS
     assert "decoupled_adamw" not in OPTIMIZERS and "adamw_torch_fusd" not in OPTIMIZERS
     assert OPTIMIZERS.info("adamw_torch_fused").name == "AdamW"
@@ -155,7 +156,8 @@ def test_validation_checks_the_target_class_and_the_merged_keywords(visdet_scope
     with pytest.raises(OptimizerConfigError) as info:
         build_optim_wrapper(SmallNet(), dict(optimizer=dict(type="adamw_torch", lr=1e-3, learning_rate=1)))
     assert str(info.value).startswith(
-        "optim_wrapper.optimizer: AdamW (alias 'adamw_torch') got an unknown argument 'learning_rate'; did you mean 'lr'?")
+        "optim_wrapper.optimizer: AdamW (alias 'adamw_torch') got an unknown argument 'learning_rate'; "
+        "did you mean 'lr'?")
     with pytest.raises(OptimizerConfigError, match=r"momentum must be a number, got the string '0.9'"):
         build_optim_wrapper(SmallNet(), dict(optimizer=dict(type="timm:sgd", lr=1e-3, momentum="0.9")))
     # ZeroRedundancyOptimizer's inner optimizer and Muon's fallback accept aliases too.
@@ -166,7 +168,8 @@ def test_validation_checks_the_target_class_and_the_merged_keywords(visdet_scope
 
 
 def test_unknown_alias_gets_a_suggestion():
-    with pytest.raises(OptimizerConfigError, match=r"unknown optimizer type 'adamw_torch_fusd'; did you mean 'adamw_torch_fused'"):
+    expected = r"unknown optimizer type 'adamw_torch_fusd'; did you mean 'adamw_torch_fused'"
+    with pytest.raises(OptimizerConfigError, match=expected):
         OPTIMIZERS.build(dict(type="adamw_torch_fusd", params=_matrix(), lr=1e-3))
     with pytest.raises(OptimizerConfigError, match=r"unknown optimizer type 'timm:sgdd'; did you mean 'timm:sgd'"):
         OPTIMIZERS.build(dict(type="timm:sgdd", params=_matrix(), lr=1e-3))

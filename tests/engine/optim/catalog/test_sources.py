@@ -53,7 +53,8 @@ def test_every_optional_source_has_its_setup_extra(source):
     """`pip install -e ".[all]"` installs it (CI runs its tests), and it has an extra of its own."""
     extras = _setup_extras()
     pip_name = re.compile(rf"^{re.escape(source.package)}\b", re.IGNORECASE)
-    own = [name for name, reqs in extras.items() if name not in ("all", "tests") and any(pip_name.match(r) for r in reqs)]
+    own = [name for name, reqs in extras.items()
+           if name not in ("all", "tests") and any(pip_name.match(r) for r in reqs)]
     assert own, f"setup.py has no extra that installs {source.package}"
 
 

@@ -63,7 +63,7 @@ def test_state_dict_round_trip_continues_identically():
 
     for m, o in ((model, hybrid), (resumed, resumed_opt), (fresh, fresh_opt)):
         train(m, o, 3)
-    for (name, p), q, r in zip(model.named_parameters(), resumed.parameters(), fresh.parameters()):
+    for (name, p), q, _ in zip(model.named_parameters(), resumed.parameters(), fresh.parameters()):
         assert torch.equal(p, q), name
     assert not all(torch.equal(p, r) for p, r in zip(model.parameters(), fresh.parameters()))
 

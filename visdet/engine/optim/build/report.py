@@ -79,13 +79,15 @@ def format_plan(plan: BuildPlan) -> str:
     if hybrid:
         header.append("route reason")
     lines = text_table(header, rows)
-    lines += ["", "Groups:"] + text_table(["group", "optimizer", "tensors", "values", "lr", "weight_decay", "other"], group_rows)
+    headers = ["group", "optimizer", "tensors", "values", "lr", "weight_decay", "other"]
+    lines += ["", "Groups:"] + text_table(headers, group_rows)
     lines.append("")
     for route, cfg in plan.routes.items():
         if route in plan.implementations:
             lines.append(f"{cfg.name} implementation: {plan.implementations[route]}")
     untouched = [s.name for s in plan.param_plan.settings if s.lr_rule == "base" and s.decay_rule == "base"]
-    shown = ", ".join(untouched[:MAX_LISTED]) + (f", ... ({len(untouched) - MAX_LISTED} more)" if len(untouched) > MAX_LISTED else "")
+    more = len(untouched) - MAX_LISTED
+    shown = ", ".join(untouched[:MAX_LISTED]) + (f", ... ({more} more)" if more > 0 else "")
     lines.append(f"No rule matched {len(untouched)} of {len(plan.param_plan.settings)} parameters "
                  "(they take the base lr and weight decay)" + (f": {shown}" if untouched else "."))
     if plan.param_plan.frozen:

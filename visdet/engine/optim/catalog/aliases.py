@@ -233,12 +233,14 @@ _TIMM: tuple[Alias | Refusal, ...] = (
     Refusal("fusednovograd", "timm", "Apex's FusedNovoGrad is not a visdet source; use 'novograd' "
             "(pytorch-optimizer's NovoGrad) with betas=(0.95, 0.98)"),
     Refusal("rmsproptf", "timm", "TF-style RMSprop (epsilon inside the square root, accumulator started at 1) has "
-            "no implementation among visdet's sources; use 'timm:rmsprop' (torch's, alpha=0.9, momentum=0.9), the closest"),
+            "no implementation among visdet's sources; use 'timm:rmsprop' (torch's, alpha=0.9, momentum=0.9), "
+            "the closest"),
     Refusal("nadamw", "timm", "timm's NAdamW has no exact match: torch's NAdam with decoupled_weight_decay=True adds "
             "a momentum-decay schedule (momentum_decay=0.004) that it lacks; write that explicitly if it will do"),
     Refusal("adafactorbv", "timm", "the Big Vision Adafactor variant is not in visdet's sources; use 'adafactor'"),
     Refusal("larc", "timm", "pytorch-optimizer's LARS has no trust_clip; use 'lars' if unclipped trust ratios will do"),
-    Refusal("lambc", "timm", "pytorch-optimizer's Lamb has no trust_clip; use 'lamb' if unclipped trust ratios will do"),
+    Refusal("lambc", "timm",
+            "pytorch-optimizer's Lamb has no trust_clip; use 'lamb' if unclipped trust ratios will do"),
 )
 
 # --- LLM Foundry: llmfoundry/optim/__init__.py ----------------------------------------------------

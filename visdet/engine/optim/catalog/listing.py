@@ -113,7 +113,8 @@ def format_table(infos: list[OptimizerInfo], reason_width: int = 40) -> str:
     for i in infos:
         reason = i.why_not or "-"
         short = reason if len(reason) <= reason_width else reason[: reason_width - 3] + "..."
-        shown = ", ".join(i.aliases[:MAX_ALIASES]) + (f" +{len(i.aliases) - MAX_ALIASES}" if len(i.aliases) > MAX_ALIASES else "")
+        more = len(i.aliases) - MAX_ALIASES
+        shown = ", ".join(i.aliases[:MAX_ALIASES]) + (f" +{more}" if more > 0 else "")
         row = [i.name, i.source, i.version or "-", "yes" if i.runs_here else "no", short, i.state, shown or "-"]
         rows.append(row + [i.description + (f" [{i.notes}]" if i.notes else "")])
     lines = text_table(headers, rows)

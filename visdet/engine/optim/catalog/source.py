@@ -117,7 +117,8 @@ class Source:
             module = sys.modules.get(module_name)
             for name in sorted(dir(module)) if module is not None else ():
                 obj = getattr(module, name)
-                if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
+                is_optimizer = isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+                if is_optimizer and obj is not torch.optim.Optimizer:
                     found.setdefault(name, module_name)
         if torch.distributed.is_available():
             found.update({n: m for n, m in self.known().items() if m not in self.export_modules})

@@ -12,7 +12,8 @@ SOURCE = Source(
     rank=30, package="dadaptation", title="D-Adaptation", prefix="dadapt_",
     default=facts(notes=LR_IS_A_MULTIPLIER),
     specs={
-        "DAdaptAdam": facts("Adam with D-Adaptation step-size estimation", 12, "+ a few scalars", notes=LR_IS_A_MULTIPLIER),
+        "DAdaptAdam": facts("Adam with D-Adaptation step-size estimation", 12, "+ a few scalars",
+                            notes=LR_IS_A_MULTIPLIER),
         "DAdaptAdaGrad": facts("AdaGrad with D-Adaptation step-size estimation", 12, notes=LR_IS_A_MULTIPLIER),
         "DAdaptSGD": facts("SGD with D-Adaptation step-size estimation", 12, notes=LR_IS_A_MULTIPLIER),
         "DAdaptAdan": facts("Adan with D-Adaptation step-size estimation", 20, notes=LR_IS_A_MULTIPLIER),

@@ -37,8 +37,12 @@ SpectralSphere StableAdamW StableSPAM TAM TRAC Tiger VSGD WSAM Yogi
 
 _SAM = "sharpness-aware: first_step/second_step around two forward-backward passes"
 _WRAP = "wraps an optimizer instance: Cls(optimizer=AdamW(model.parameters()), ...)"
-_MUON = "expects groups flagged use_muon (see pytorch_optimizer.prepare_muon_parameters); visdet's Muon route covers torch's Muon"
+_MUON = (
+    "expects groups flagged use_muon (see pytorch_optimizer.prepare_muon_parameters); "
+    "visdet's Muon route covers torch's Muon"
+)
 _SCHEDULE_FREE = SCHEDULE_FREE_MODES
+_IN_BACKWARD = "updates inside backward: call fused_backward(loss, lr) instead of backward(); step()"
 _WARMUP = RECTIFICATION_WARMUP
 
 # What each class needs beyond a plain backward(); step() with only lr.
@@ -58,8 +62,8 @@ SPECIAL: dict[str, OptimizerSpec] = {
     "ScheduleFreeWrapper": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP + "; " + _SCHEDULE_FREE),
     "PCGrad": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP + "; multi-task: pc_backward(losses) replaces backward"),
     "SafeFP16Optimizer": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP + "; for fp16 weights"),
-    "LOMO": facts(needs=(Need.MODEL,), notes="updates inside backward: call fused_backward(loss, lr) instead of backward(); step()"),
-    "AdaLOMO": facts(needs=(Need.MODEL,), notes="updates inside backward: call fused_backward(loss, lr) instead of backward(); step()"),
+    "LOMO": facts(needs=(Need.MODEL,), notes=_IN_BACKWARD),
+    "AdaLOMO": facts(needs=(Need.MODEL,), notes=_IN_BACKWARD),
     "AdamMini": facts(needs=(Need.MODEL,), notes="groups the model's parameters by block itself (transformer layouts)"),
     "Muon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON),
     "AdaMuon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON),
@@ -89,7 +93,8 @@ NOTABLE: dict[str, OptimizerSpec] = {
     "Kron": facts("PSGD Kron: Kronecker-factored preconditioned SGD (Li, 2018/2024)", None,
                  "4 + Kronecker factors per tensor"),
     "AdEMAMix": facts("AdEMAMix: Adam with a second, slow EMA of gradients (Pagliardini et al., 2024)", 12),
-    "AdamMini": facts("Adam-mini: one second moment per parameter block (Zhang et al., 2024)", None, "~4 + one scalar per block"),
+    "AdamMini": facts("Adam-mini: one second moment per parameter block (Zhang et al., 2024)", None,
+                      "~4 + one scalar per block"),
     "Lamb": facts("LAMB: layer-wise adaptive large-batch Adam (You et al., 2019)", 8),
     "LARS": facts("LARS: layer-wise adaptive rate scaling SGD", 4, "with momentum"),
     "SophiaH": facts("Sophia-H: clipped updates preconditioned by Hutchinson Hessian estimates", 8),
