@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+
+# The optimizer registry caches its source scan (visdet/engine/optim/catalog/scan_cache.py); the
+# suite, and the tools it runs as subprocesses, keep theirs in a folder of their own, never the user's.
+os.environ.setdefault("VISDET_CACHE_DIR", tempfile.mkdtemp(prefix="visdet-test-cache-"))
 
 import pytest
 import torch
