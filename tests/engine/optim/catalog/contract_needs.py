@@ -118,8 +118,6 @@ NEEDS: dict[tuple[str, str], Needs] = {
     (PYOPT, "BSAM"): Needs({"num_data": 8}, breaks="its step fails on plain parameter groups (needs a SAM-style loop)"),
     (PYOPT, "FTRL"): Needs(breaks="a lower lr mid-run gives a much larger step (lr enters its closed-form weight)"),
     (PYOPT, "Ranger"): Needs(steps=10, breaks="the quadratic's loss rises over its first 10 steps at lr=1e-2"),
-    (PYOPT, "SophiaH"): Needs(breaks_state="catalogued at 8 B/param, but its state holds momentum, hessian_moment "
-                              "and hessian: 12"),
     (BNB, "PagedAdEMAMix"): Needs(breaks_state=_PAGED_CPU),
     (BNB, "PagedAdEMAMix8bit"): Needs(breaks_state=_PAGED_CPU),
 }
