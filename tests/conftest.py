@@ -1,9 +1,11 @@
 """Fixtures shared by every test directory; helpers live in ``testutils``."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 
 # The optimizer registry caches its source scan (visdet/engine/optim/catalog/scan_cache.py); the
 # suite, and the tools it runs as subprocesses, keep theirs in a folder of their own, never the user's.
@@ -22,13 +24,34 @@ def small_net() -> SmallNet:
     return SmallNet()
 
 
-@pytest.fixture
-def warnings_logged():
-    """WARNING records of the 'current' mmengine logger (where print_log(logger='current') goes)."""
+@contextlib.contextmanager
+def records_logged(level: int) -> Iterator[list[logging.LogRecord]]:
+    """Records at ``level`` and above of the 'current' mmengine logger (where print_log(logger='current') goes);
+    the logger is opened to ``level`` meanwhile if it was set higher."""
     logger = MMLogger.get_current_instance()
     records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
+    handler = logging.Handler(level)
     handler.emit = records.append
+    old_level = logger.level
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
     logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+@pytest.fixture
+def warnings_logged():
+    """WARNING records of the 'current' mmengine logger."""
+    with records_logged(logging.WARNING) as records:
+        yield records
+
+
+@pytest.fixture
+def info_records():
+    """INFO records of the 'current' mmengine logger."""
+    with records_logged(logging.INFO) as records:
+        yield records

@@ -5,7 +5,6 @@ import logging
 
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
@@ -36,21 +35,6 @@ def train(wrapper: AmpOptimWrapper, model: torch.nn.Module, x: torch.Tensor, y: 
         wrapper.update_params(loss)
         losses.append(loss.item())
     return losses
-
-
-@pytest.fixture
-def info_records():
-    """INFO records of the 'current' mmengine logger."""
-    logger = MMLogger.get_current_instance()
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def test_mmengine_builder_under_visdet_scope_builds_ours_on_cpu():
