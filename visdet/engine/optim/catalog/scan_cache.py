@@ -60,6 +60,7 @@ def file_stamp(path: str) -> Stamp:
     return [st.st_size, st.st_mtime_ns] if stat.S_ISREG(st.st_mode) else None
 
 
+@lru_cache(maxsize=None)
 def distribution_version(name: str) -> str | None:
     """Installed version of a distribution, None if absent.
 

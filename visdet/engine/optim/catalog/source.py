@@ -8,7 +8,6 @@ which is imported anyway and is read live.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from functools import cached_property
 import torch
 
 from visdet.engine.optim.catalog.scan import scanner_for
+from visdet.engine.optim.catalog.scan_cache import distribution_version
 from visdet.engine.optim.catalog.spec import OptimizerSpec
 
 
@@ -75,10 +75,8 @@ class Source:
         """Installed version (without a local ``+cu128`` part), or None when it is not installed."""
         if scanner_for(self.top_level, self.package) is None:
             return None
-        try:
-            return importlib.metadata.version(self.package).split("+")[0]
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
+        version = distribution_version(self.package)  # the lookup the scan cache keys its records by
+        return version.split("+")[0] if version is not None else "unknown"
 
     @property
     def installed(self) -> bool:
