@@ -252,3 +252,12 @@ def test_every_rule_in_the_table_changes_the_parameters_it_applies_to(rule):
         scaled = (BASE_LR * 0.5, BASE_WD) if rule.setting == "lr" else (BASE_LR, BASE_WD * 0.5)
         assert (s.lr, s.weight_decay) == (scaled if applies else (BASE_LR, BASE_WD)), s.name
     assert any(rule.applies(site) for site in sites.values()), f"no parameter of the test model has {rule.applies_to}"
+
+
+def test_norm_decay_mult_covers_rmsnorm_which_mmengines_list_predates():
+    """docs/optim_wrapper.md: norm_decay_mult reaches RMSNorm weights too (one norm list, visdet/utils/modules.py)."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.RMSNorm(4), nn.Linear(4, 2))
+    plan = plan_param_groups(model, dict(norm_decay_mult=0.0), {"main": (BASE_LR, BASE_WD)})
+    decay = {s.name: s.weight_decay for s in plan.settings}
+    assert decay["1.weight"] == 0.0
+    assert decay["0.weight"] == decay["2.weight"] == BASE_WD
