@@ -9,6 +9,7 @@ from visdet.models.backbones import *  # noqa: F401,F403
 from visdet.models.data_preprocessors import *  # noqa: F401,F403
 from visdet.models.dense_heads import *  # noqa: F401,F403
 from visdet.models.detectors import *  # noqa: F401,F403
+from visdet.models.ema import ExpMomentumEMA
 from visdet.models.errors import ModelConfigError
 from visdet.models.losses import *  # noqa: F401,F403
 from visdet.models.necks import *  # noqa: F401,F403
@@ -19,4 +20,5 @@ __all__ = [
     "AnchorGenerator", "CrossEntropyLoss", "DeltaXYWHBBoxCoder", "DetDataPreprocessor", "FPN", "FasterRCNN",
     "L1Loss", "MaxIoUAssigner", "ModelConfigError", "RPNHead", "RandomSampler", "ResNet", "Shared2FCBBoxHead",
     "SingleRoIExtractor", "SmoothL1Loss", "StandardRoIHead", "TwoStageDetector",
+    "ExpMomentumEMA",
 ]
