@@ -6,5 +6,5 @@ it on the first build under ``default_scope='visdet'``. It is kept apart from
 the package ``__init__`` because ``visdet.registry`` imports that package to
 fill ``OPTIMIZERS`` while these modules import ``visdet.registry``.
 """
-from visdet.engine.optim.build import constructor  # noqa: F401
+from visdet.engine.optim.build import constructor, layer_decay_constructor  # noqa: F401
 from visdet.engine.optim.wrappers import amp_wrapper, optim_wrapper  # noqa: F401  (imported for registration)

@@ -129,6 +129,36 @@ class ResNet(BaseModule):
                 outs.append(x)
         return tuple(outs)
 
+    def get_layer_depth(self, param_name: str, prefix: str = "",
+                        decay_type: str = "layer_wise") -> tuple[int, int]:
+        """The depth of a parameter for layer-wise lr decay: ``(layer_id, max_layer_id)``, mmpretrain's convention.
+
+        The stem (``conv1``, ``bn1``) is layer 0; ``'layer_wise'`` gives each
+        residual block the next id (ResNet-18: blocks 1..8), ``'stage_wise'``
+        each stage (1..num_stages). Anything after the backbone (a name without
+        ``prefix``: neck, heads) is ``max_layer_id - 1``, the deepest, whose lr
+        is not decayed.
+        """
+        stages = [getattr(self, name) for name in self.res_layers]
+        if decay_type == "stage_wise":
+            ids = {name: i + 1 for i, name in enumerate(self.res_layers)}
+            blocks_before = None
+        else:
+            counts = [len(stage) for stage in stages]
+            ids = {}
+            blocks_before = {name: 1 + sum(counts[:i]) for i, name in enumerate(self.res_layers)}
+        max_layer_id = (len(stages) if decay_type == "stage_wise" else sum(len(s) for s in stages)) + 2
+        if not param_name.startswith(prefix):
+            return max_layer_id - 1, max_layer_id
+        parts = param_name[len(prefix):].split(".")
+        if parts[0] in ("conv1", "bn1"):
+            return 0, max_layer_id
+        if parts[0] in ids:
+            return ids[parts[0]], max_layer_id
+        if blocks_before is not None and parts[0] in blocks_before:
+            return blocks_before[parts[0]] + int(parts[1]), max_layer_id
+        return max_layer_id - 1, max_layer_id
+
     def train(self, mode: bool = True) -> "ResNet":
         """Train mode, keeping frozen stages and (with ``norm_eval``) norm layers in eval mode."""
         super().train(mode)

@@ -19,8 +19,14 @@ The rules and their meaning are mmengine's ``DefaultOptimWrapperConstructor``
 
 The multipliers (what each applies to, what it scales, which wins) are the
 table ``config.paramwise.RULES``; here it is applied. Frozen parameters
-(``requires_grad=False``) are left out. These are pure functions of the model
-and the config; nothing is built.
+(``requires_grad=False``) are planned like any other, as mmengine's
+``model.parameters()`` path puts them in the optimizer: a hook that unfreezes
+them later (progressive unfreezing) then trains them, and while they have no
+gradient they cost nothing. Only tensors that can never have a gradient
+(integer dtypes) are left out. A ``custom_keys`` entry with an ``optimizer``
+dict routes what it matches to that optimizer (route name: the key), whose
+own lr and weight decay the multipliers scale. These are pure functions of
+the model and the config; nothing is built.
 """
 from __future__ import annotations
 
@@ -31,9 +37,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from visdet.engine.optim.build.layer_depth import apply_layer_decay
+from visdet.engine.optim.build.no_weight_decay import apply_no_weight_decay
 from visdet.engine.optim.config.paramwise import DECAY, LR, RULES_BY_SETTING
 from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.utils.modules import ModuleParameter, module_parameters
+
+#: Keys of a ``custom_keys`` entry that are not copied into its parameters' group.
+NOT_GROUP_KEYS = ("lr_mult", "decay_mult", "lr", "weight_decay", "optimizer")
 
 
 @dataclass
@@ -61,6 +72,8 @@ class ParamSetting:
     lr_rule: str = "base"
     decay_rule: str = "base"
     custom_key: str | None = None
+    layer_id: int | None = None  # its depth under layer_decay (build/layer_depth.py)
+    layer_scale: float = 1.0  # the lr factor layer_decay multiplied in
 
     def group_key(self) -> tuple:
         """Parameters with equal keys can share a group."""
@@ -69,17 +82,25 @@ class ParamSetting:
 
 @dataclass
 class ParamPlan:
-    """Settings for every trainable parameter, plus what the rules did not touch."""
+    """Settings for every parameter, plus what the rules did not touch.
+
+    ``frozen`` names the parameters with ``requires_grad=False`` (planned, in
+    ``settings``); ``left_out`` those that can never have a gradient.
+    """
 
     settings: list[ParamSetting]
     frozen: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (skipped name, kept name)
     unused_custom_keys: list[str] = field(default_factory=list)
     shadowed_by: dict[str, list[str]] = field(default_factory=dict)  # unused key -> longer keys that won
 
-    def groups(self, route: str | None = None) -> list[dict[str, Any]]:
-        """Merged parameter groups (of one route, or all)."""
-        return merge_groups([s for s in self.settings if route is None or s.route == route])
+    def groups(self, route: str | None = None, trainable_only: bool = False) -> list[dict[str, Any]]:
+        """Merged parameter groups (of one route, or all; without frozen parameters if ``trainable_only``)."""
+        return merge_groups([
+            s for s in self.settings
+            if (route is None or s.route == route) and (s.param.requires_grad or not trainable_only)
+        ])
 
 
 def plan_param_groups(
@@ -87,14 +108,18 @@ def plan_param_groups(
     paramwise_cfg: Mapping[str, Any] | None,
     bases: Mapping[str, tuple[float, float | None]],
     route_of: Mapping[str, str] | None = None,
+    prefix: str = "",
 ) -> ParamPlan:
-    """Decide lr, weight decay and group overrides for every trainable parameter.
+    """Decide lr, weight decay, group overrides and route for every parameter.
 
     Args:
         model: The model (a DDP/FSDP wrapper's ``.module`` is used).
         paramwise_cfg: A checked ``paramwise_cfg`` (see ``config.paramwise``).
         bases: Per route, the base ``(lr, weight_decay)`` the multipliers scale.
-        route_of: Parameter name -> route; ``'main'`` for unnamed ones.
+        route_of: Parameter name -> route; ``'main'`` for unnamed ones. A
+            ``custom_keys`` entry with an ``optimizer`` overrides it.
+        prefix: ``model``'s own name, when it is a part of a larger model
+            (mmengine's ``add_params(prefix=...)``): names and key matching use it.
 
     Returns:
         The plan; ``plan.groups()`` gives the parameter groups to build with.
@@ -104,7 +129,7 @@ def plan_param_groups(
     custom_keys: Mapping[str, Mapping[str, Any]] = cfg.get("custom_keys", {})
     # Longest key first, ties alphabetical: mmengine's order.
     ordered_keys = sorted(sorted(custom_keys), key=len, reverse=True)
-    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=True)}
+    names = {id(p): _join(prefix, n) for n, p in model.named_parameters(remove_duplicate=True)}
     route_of = route_of or {}
 
     plan = ParamPlan(settings=[])
@@ -112,13 +137,15 @@ def plan_param_groups(
     applied: set[str] = set()
     winners_at: dict[str, str | None] = {}  # full name as mmengine matches it -> winning key
     for site in module_parameters(model, remove_duplicate=False):  # repeats included, as mmengine visits them
-        param, path = site.param, site.name
-        if not param.requires_grad:
-            if id(param) not in seen and path not in plan.frozen:
-                plan.frozen.append(path)
+        param, path = site.param, _join(prefix, site.name)
+        if not (param.is_floating_point() or param.is_complex()):  # can never get a gradient
+            if path not in plan.left_out:
+                plan.left_out.append(path)
             continue
         name = names.get(id(param), path)
-        setting = _setting(cfg, custom_keys, ordered_keys, site, name, route_of.get(name, "main"), bases)
+        if not param.requires_grad and id(param) not in seen:
+            plan.frozen.append(name)
+        setting = _setting(cfg, custom_keys, ordered_keys, site, name, route_of.get(name, "main"), bases, prefix)
         if id(param) in seen:
             kept = seen[id(param)]
             plan.duplicates.append((path, kept.name))
@@ -132,15 +159,21 @@ def plan_param_groups(
             continue
         seen[id(param)] = setting
         plan.settings.append(setting)
-        winners_at[f"{site.prefix}.{site.local}"] = setting.custom_key
+        winners_at[f"{_join(prefix, site.prefix)}.{site.local}"] = setting.custom_key
         if setting.custom_key is not None:
             applied.add(setting.custom_key)
+    apply_layer_decay(plan.settings, model, cfg)  # lr x rate ** depth (build/layer_depth.py)
+    apply_no_weight_decay(plan.settings, model, cfg)  # the model's no_weight_decay() names
     plan.unused_custom_keys = [k for k in custom_keys if k not in applied]
     for key in plan.unused_custom_keys:
         winners = {w for full, w in winners_at.items() if key in full and w is not None}
         if winners:
             plan.shadowed_by[key] = sorted(winners)
     return plan
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else prefix or name
 
 
 def _effect(setting: ParamSetting) -> tuple:
@@ -163,27 +196,28 @@ def _setting(
     name: str,
     route: str,
     bases: Mapping[str, tuple[float, float | None]],
+    prefix: str = "",
 ) -> ParamSetting:
+    # custom_keys: the longest key in '{prefix}.{name}' (mmengine's string) matches.
+    full = f"{_join(prefix, site.prefix)}.{site.local}"
+    matched = next((key for key in ordered_keys if key in full), None)
+    if matched is not None and "optimizer" in custom_keys[matched]:
+        route = matched  # a per-module optimizer: its own route, lr and weight decay
     base_lr, base_wd = bases[route]
     # The type rules, exactly as mmengine applies them to unmatched parameters.
     lr_mult, lr_rule = _type_rule(cfg, LR, site)
     decay_mult, decay_rule = _type_rule(cfg, DECAY, site) if base_wd is not None else (None, "base")
 
-    # custom_keys: the longest key in '{prefix}.{name}' overrides what it sets.
+    # The matched key overrides what it sets.
     overrides: dict[str, Any] = {}
-    matched = None
-    full = f"{site.prefix}.{site.local}"
-    for key in ordered_keys:
-        if key in full:
-            rule = custom_keys[key]
-            label = f"custom_keys[{key!r}]"
-            if "lr_mult" in rule:
-                lr_mult, lr_rule = rule["lr_mult"], label
-            if "decay_mult" in rule and base_wd is not None:
-                decay_mult, decay_rule = rule["decay_mult"], label
-            matched = key
-            overrides = {k: v for k, v in rule.items() if k not in ("lr_mult", "decay_mult", "lr", "weight_decay")}
-            break
+    if matched is not None:
+        rule = custom_keys[matched]
+        label = f"custom_keys[{matched!r}]"
+        if "lr_mult" in rule:
+            lr_mult, lr_rule = rule["lr_mult"], label
+        if "decay_mult" in rule and base_wd is not None:
+            decay_mult, decay_rule = rule["decay_mult"], label
+        overrides = {k: v for k, v in rule.items() if k not in NOT_GROUP_KEYS}
 
     lr = base_lr * lr_mult if lr_mult is not None else base_lr
     weight_decay = None if base_wd is None else (base_wd * decay_mult if decay_mult is not None else base_wd)

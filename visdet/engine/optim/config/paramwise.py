@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from visdet.engine.optim.config.arguments import check_number, check_values, describe, is_number
+from visdet.engine.optim.config.layer_decay import LAYER_DECAY_KEYS, parse_layer_decay
 from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.utils.modules import NORM_TYPES, ModuleParameter
 from visdet.utils.signatures import Keywords
@@ -81,7 +82,7 @@ RULES_BY_SETTING: dict[str, tuple[ParamwiseRule, ...]] = {
 }
 
 PARAMWISE_MULTS = tuple(rule.key for rule in RULES)
-PARAMWISE_KEYS = ("custom_keys", *PARAMWISE_MULTS, "bypass_duplicate")
+PARAMWISE_KEYS = ("custom_keys", *PARAMWISE_MULTS, "bypass_duplicate", *LAYER_DECAY_KEYS)
 DECAY_MULTS = tuple(rule.key for rule in RULES if rule.setting == DECAY)
 CUSTOM_KEY_MULTS = ("lr_mult", "decay_mult")
 
@@ -92,6 +93,7 @@ def check_paramwise_cfg(
     optimizer_cfg: Mapping[str, Any],
     key: str = "optim_wrapper.paramwise_cfg",
     optimizer_key: str = "optim_wrapper.optimizer",
+    extra_keys: tuple[str, ...] = (),
 ) -> None:
     """Refuse misspelled keys, bad multipliers, and decay rules without a decay.
 
@@ -102,21 +104,30 @@ def check_paramwise_cfg(
         optimizer_cfg: The optimizer config (``weight_decay`` is looked up).
         key: Config path of ``paramwise_cfg``.
         optimizer_key: Config path of ``optimizer_cfg``.
+        extra_keys: Top-level keys a constructor subclass declared
+            (``extra_paramwise_keys``); accepted unchecked, for it to read.
+
+    A ``custom_keys`` entry may hold ``optimizer=dict(type=...)`` (a
+    per-module optimizer); the constructor checks that dict
+    (``config.custom_optimizers``), and a route's keys against its own class.
     """
     if paramwise_cfg is None:
         return
     if not isinstance(paramwise_cfg, Mapping):
         raise OptimizerConfigError(f"must be a dict like dict(norm_decay_mult=0.0), got {describe(paramwise_cfg)}", key)
+    known = (*PARAMWISE_KEYS, *extra_keys)
     for name, value in paramwise_cfg.items():
+        if name in extra_keys:
+            continue
         if name not in PARAMWISE_KEYS:
             raise OptimizerConfigError(
-                f"unknown key '{name}'{suggestion_text(name, PARAMWISE_KEYS)}\nValid keys: {', '.join(PARAMWISE_KEYS)}",
-                key,
+                f"unknown key '{name}'{suggestion_text(name, known)}\nValid keys: {', '.join(known)}", key
             )
         if name in PARAMWISE_MULTS:
             check_number(value, name, f"{key}.{name}")
         elif name == "bypass_duplicate" and not isinstance(value, bool):
             raise OptimizerConfigError(f"bypass_duplicate must be True or False, got {describe(value)}", key)
+    parse_layer_decay(paramwise_cfg, key)  # layer_decay and its type: config/layer_decay.py
     has_wd = optimizer_cfg.get("weight_decay") is not None
     decay_keys = [k for k in DECAY_MULTS if k in paramwise_cfg]
     custom_keys = paramwise_cfg.get("custom_keys", {})
@@ -133,7 +144,9 @@ def check_paramwise_cfg(
             )
         if not isinstance(rule, Mapping):
             raise OptimizerConfigError(f"must be a dict like dict(lr_mult=0.1), got {describe(rule)}", path)
-        valid = (*CUSTOM_KEY_MULTS, *group_keywords.names)
+        if "optimizer" in rule:
+            continue  # a per-module optimizer: checked against its own class by the constructor
+        valid = (*CUSTOM_KEY_MULTS, *group_keywords.names, "optimizer")
         for name, value in rule.items():
             if name in CUSTOM_KEY_MULTS:
                 check_number(value, name, f"{path}.{name}")
