@@ -1,22 +1,23 @@
 """Fill the OPTIMIZERS registry from the sources: idempotent, lazy, quiet.
 
-Every optimizer class an installed source exports gets a name in the
-registry at import time; the class itself is imported on first use (a
-``LazyOptimizerClass`` stands in until then), because importing bitsandbytes
-or DeepSpeed costs seconds. Names are decided by a fixed source order, so
-the same install always gives the same names. Filling twice, reloading, or a
-newer package adding a class never raises "already registered".
+Every optimizer class an installed source exports gets a name in the registry at import time; the
+class itself is imported on first use (a ``LazyOptimizerClass`` stands in until then), because
+importing bitsandbytes or DeepSpeed costs seconds. Names are decided by a fixed source order, so the
+same install always gives the same names. Filling twice, reloading, or a newer package adding a
+class never raises "already registered". Names a downstream project registers under the current
+default scope resolve first, as in mmengine.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 import sys
 from typing import Any
 
 import torch
-from mmengine.registry import Registry, build_from_cfg
+from mmengine.registry import DefaultScope, Registry, build_from_cfg
 from mmengine.registry.build_functions import build_optimizer_from_cfg
 
 from visdet.engine.optim.catalog import aliases
@@ -185,6 +186,43 @@ class OptimizerRegistry(Registry):
             )
         return {"type": entry.spec.name, **item.defaults, **own}
 
+    # --- the current default scope: another project's registry ------------
+
+    def scope_registry(self) -> Registry | None:
+        """The optimizer registry of the current default scope when that is another project's, else None.
+
+        mmengine's ``build_from_cfg`` switches to the default scope's registry (``switch_scope_and_registry``,
+        importing ``'<scope>.registry'``) before a lookup; visdet resolves names before building, so it does too.
+        """
+        current = DefaultScope.get_current_instance()
+        scope = current.scope_name if current is not None else None
+        if scope in (None, self._scope, "mmengine"):
+            return None
+        root = self._get_root_registry()
+        if root._search_child(scope) is None:
+            try:
+                importlib.import_module(f"{scope}.registry")
+            except Exception:  # noqa: BLE001  (no such package, or a broken one: no registry)
+                return None
+        found = root._search_child(scope)
+        return found if found is not self else None
+
+    def project_names(self) -> list[str]:
+        """Names the default scope's project registers (it and its ancestors below visdet and mmengine's root)."""
+        node, names = self.scope_registry(), []
+        while node is not None and node is not self._get_root_registry() and node is not self:
+            node.import_from_location()
+            names.extend(n for n in node._module_dict if n not in names)
+            node = node.parent
+        return names
+
+    def get_in_scope(self, key: str) -> Any:
+        """``key``'s class as mmengine's build finds it: the default scope's project first, then ``get``."""
+        scope, name = self.split_scope_key(key)
+        if scope is None and name in self.project_names():
+            return self.scope_registry().get(name)  # type: ignore[union-attr]
+        return self.get(key)
+
     def __repr__(self) -> str:
         lines = [f"OptimizerRegistry(name={self.name}, scope={self.scope}, {len(self)} optimizers)"]
         for name in sorted(self._module_dict):
@@ -220,10 +258,12 @@ class OptimizerRegistry(Registry):
 
     def check_buildable(self, obj_type: str, provided: frozenset[str] = frozenset()) -> None:
         """Raise a clear error if ``type=obj_type`` (a name or an alias) cannot be built here."""
+        scope, name = self.split_scope_key(obj_type)
+        if scope is None and name in self.project_names():
+            return  # the default scope's project registers it: its class, nothing of ours to check
         if self._alias_for(obj_type) is not None:
             self.expand_alias({"type": obj_type, **dict.fromkeys(provided)})
             return
-        scope, name = self.split_scope_key(obj_type)
         if scope not in (None, self._scope) or "." in name:
             return  # another scope or a dotted import path: mmengine resolves it
         entry = get_catalog().lookup(name)
@@ -234,7 +274,8 @@ class OptimizerRegistry(Registry):
             if super().__contains__(obj_type):
                 return  # found in a parent registry
             # registry names first: they keep a spelling's lower-case slot over an alias ('AdamW' over 'adamw')
-            raise _unknown_type_error(name, list(dict.fromkeys([*self._module_dict, *get_catalog().names()])))
+            candidates = [*self.project_names(), *self._module_dict, *get_catalog().names()]
+            raise _unknown_type_error(name, list(dict.fromkeys(candidates)))
         reason = entry.why_not(provided)
         if reason:
             raise OptimizerUnavailableError(f"'{name}' cannot run here: {reason}", f"{OPTIMIZER_KEY}.type")
@@ -341,16 +382,13 @@ def register_all_optimizers(registry: Registry, catalog: OptimizerCatalog | None
 def _adopt_reloaded_registry() -> None:
     """On ``importlib.reload`` of this module, move visdet's existing OPTIMIZERS onto the new classes.
 
-    The registry object outlives a reload (``visdet.registry`` and every
-    ``from visdet.registry import OPTIMIZERS`` hold it, with what users
-    registered), but it and its ``module_dict`` are instances of the old
-    classes and hold stand-ins for the old catalogue. Without this, lookups
-    ran the old code, and ``visdet.registry`` (which keeps its child only if
-    it is an instance of the current ``OptimizerRegistry``) replaced it with
-    an empty new one on its own reload. Re-pointing ``__class__`` is what
-    IPython's autoreload does for instances; then the new catalogue refills
-    the names. On first import ``visdet.registry`` has no OPTIMIZERS yet and
-    nothing happens.
+    The registry object outlives a reload (``visdet.registry`` and every ``from visdet.registry import
+    OPTIMIZERS`` hold it, with what users registered), but it and its ``module_dict`` are instances of
+    the old classes holding stand-ins for the old catalogue: lookups would run the old code, and
+    ``visdet.registry`` (which keeps its child only if it is a current ``OptimizerRegistry``) would
+    replace it with an empty one on its own reload. Re-pointing ``__class__`` is what IPython's
+    autoreload does for instances; then the new catalogue refills the names. On first import
+    ``visdet.registry`` has no OPTIMIZERS yet and nothing happens.
     """
     registry = getattr(sys.modules.get("visdet.registry"), "OPTIMIZERS", None)
     if registry is None or isinstance(registry, OptimizerRegistry):

@@ -124,3 +124,51 @@ def test_zero_redundancy_shards_a_registered_optimizer_checked_with_its_own_keyw
 def test_bad_zero_redundancy_configs_are_refused_at_their_key(cfg, key, match):
     with assume_met(Need.DISTRIBUTED):
         _refused(cfg, key, match)
+
+
+# --- a downstream project's registry (custom scope), found as mmengine's build finds it -----------
+
+@pytest.fixture
+def project_registry(request):
+    """A downstream ``Registry('optimizer', parent=..., scope=...)`` holding ``MyOpt``; removed afterwards."""
+    import mmengine.registry
+    from mmengine.registry import Registry
+
+    import visdet.registry
+
+    parent = {"root": mmengine.registry.OPTIMIZERS, "visdet": visdet.registry.OPTIMIZERS}[request.param]
+    scope = f"myproj_{request.param}"
+    registry = Registry("optimizer", parent=parent, scope=scope)
+
+    @registry.register_module()
+    class MyOpt(torch.optim.SGD):
+        pass
+
+    yield scope, MyOpt
+    del parent._children[scope]
+
+
+@pytest.mark.parametrize("project_registry", ["root", "visdet"], indirect=True)
+def test_a_project_optimizer_is_found_under_its_default_scope_and_by_scoped_name(project_registry):
+    from mmengine.registry import DefaultScope
+
+    from visdet.engine.optim import DefaultOptimWrapperConstructor
+
+    scope, cls = project_registry
+    _refused(dict(type="MyOpt", lr=0.1), f"{KEY}.type", "unknown optimizer type 'MyOpt'")  # not in visdet's scope
+    with DefaultScope.overwrite_default_scope(scope):
+        assert parse_optimizer_cfg(dict(type="MyOpt", lr=0.1, momentum=0.9)).cls is cls
+        assert parse_optimizer_cfg(dict(type="AdamW")).cls is torch.optim.AdamW  # visdet's names still resolve
+        _refused(dict(type="MyOpt", lr=0.1, momentun=0.9), KEY, "unknown argument 'momentun'")  # its keywords checked
+        _refused(dict(type="MyOpd", lr=0.1), f"{KEY}.type", "unknown optimizer type 'MyOpd'; did you mean 'MyOpt'")
+        wrapper = DefaultOptimWrapperConstructor(dict(optimizer=dict(type="MyOpt", lr=0.1)))(torch.nn.Linear(2, 2))
+        assert type(wrapper.optimizer) is cls
+    assert parse_optimizer_cfg(dict(type=f"{scope}.MyOpt", lr=0.1)).cls is cls  # 'myproj.MyOpt', any scope
+
+
+def test_an_unknown_default_scope_leaves_visdets_lookup_and_errors_alone():
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope("no_such_project_here"):
+        assert parse_optimizer_cfg(dict(type="SGD", lr=0.1)).cls is torch.optim.SGD
+        _refused(dict(type="AdamWW"), f"{KEY}.type", "unknown optimizer type 'AdamWW'; did you mean 'AdamW'")

@@ -92,7 +92,7 @@ def _resolve_type(obj_type: Any, key: str) -> tuple[str, type]:
     except OptimizerConfigError as exc:
         raise type(exc)(exc.reason, f"{key}.type") from None
     try:
-        cls = OPTIMIZERS.get(obj_type)
+        cls = OPTIMIZERS.get_in_scope(obj_type)  # the default scope's project registry first, as mmengine's build
     except (ImportError, TypeError, ValueError, RuntimeError):  # mmengine imports '<scope>.registry' for 'scope.Name'
         cls = None
     if cls is None:  # a scoped or dotted name mmengine could not resolve
