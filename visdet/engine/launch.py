@@ -201,6 +201,9 @@ def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Conf
         if "cannot inherit from base" not in str(error):
             raise
         raise ConfigError(str(error), None) from None
+    from visdet.engine.mmdet_compat import translate_mmdet_scope
+
+    translate_mmdet_scope(cfg)  # default_scope='mmdet' read as visdet's unless MMDetection is installed
     return cfg
 
 

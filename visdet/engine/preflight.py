@@ -157,9 +157,13 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
     """
     from mmengine.registry import DefaultScope
 
+    from visdet.engine.mmdet_compat import check_known_types, check_scope
+
+    check_scope(cfg)  # an untranslated default_scope='mmdet' would make the Runner build from mmengine's registries
     scope = cfg.get("default_scope", "visdet")
     with DefaultScope.overwrite_default_scope(scope):
         check_top_level_keys(cfg, training)
+        check_known_types(cfg)  # every type visdet lacks in one message (MMDetection configs)
         check_model(cfg["model"])
         check_num_classes(cfg, training)
         for key in ("train_dataloader", "val_dataloader", "test_dataloader"):

@@ -6,6 +6,7 @@ from visdet.engine.hooks.memory_log_hook import MemoryLogHook
 from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
 from visdet.engine.hooks.rng_state_hook import RNGStateHook
 from visdet.engine.hooks.schedule_free import ScheduleFreeHook
+from visdet.engine.hooks.visualization_hook import DetVisualizationHook
 
 __all__ = ["CheckpointHook", "CurvePlotHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook",
-           "ScheduleFreeHook"]
+           "ScheduleFreeHook", "DetVisualizationHook"]
