@@ -58,8 +58,9 @@ def test_dry_run_lists_every_parameter_route_and_group(tmp_path):
     fc_cls = lines["fc_cls.weight"]
     assert "AdamW" in fc_cls and "0.0005" in fc_cls and "prediction head" in fc_cls
     assert "bias_decay_mult" in lines["conv.bias"]
-    assert "Frozen, left out: bn.weight" in result.stdout
-    assert "custom_keys['nothing'] is unused: matches no trainable parameter" in result.stdout
+    assert "Frozen, in the optimizer but unchanged while requires_grad=False: bn.weight" in result.stdout
+    assert "AdamW" in lines["bn.weight"]  # routed and planned like the others
+    assert "custom_keys['nothing'] is unused: matches no parameter" in result.stdout
     assert "No rule matched" in result.stdout and "Groups:" in result.stdout
 
 

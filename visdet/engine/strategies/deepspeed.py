@@ -135,7 +135,9 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
         base = {k: kwargs[k] for k in ("lr", "weight_decay") if k in kwargs}
         constructor = OptimWrapperConstructor(dict(type="OptimWrapper", optimizer=dict(type="Adam", **base)),
                                               optim_wrapper.get("paramwise_cfg"))
-        groups = constructor.plan(model).param_plan.groups("main")
+        # Frozen parameters stay out of the engine, as before the constructor took them in (the 1-bit
+        # optimizers' engine flattens what it is given).
+        groups = constructor.plan(model).param_plan.groups("main", trainable_only=True)
         self._model_parameters = [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in groups]
         self.config["optimizer"] = dict(type=engine_name, params=kwargs)
         wrapper = DeepSpeedOptimWrapper.__new__(DeepSpeedOptimWrapper)

@@ -155,19 +155,53 @@ def test_groups_are_merged_and_keep_every_setting():
     distinct = {(g["lr"], g["weight_decay"]) for g in ours.param_groups}
     assert len(ours.param_groups) == len(distinct) <= 4
     assert len(theirs.param_groups) == sum(p.requires_grad for p in model.parameters())  # mmengine#909
-    assert sum(len(g["params"]) for g in ours.param_groups) == sum(p.requires_grad for p in model.parameters())
+    assert sum(len(g["params"]) for g in ours.param_groups) == len(list(model.parameters()))  # frozen ones too
     plan = plan_param_groups(model, cfg, {"main": (BASE_LR, BASE_WD)})
-    assert effective(ours, model) == {s.name: (s.lr, s.weight_decay) for s in plan.settings}
+    assert effective(ours, model) == {s.name: (s.lr, s.weight_decay) for s in plan.settings if s.param.requires_grad}
     order = [id(p) for g in ours.param_groups for p in g["params"]]
     assert len(order) == len(set(order))
 
 
-def test_frozen_parameters_are_left_out():
-    model, ours, _ = build_both({})
-    ids = {id(p) for g in ours.param_groups for p in g["params"]}
-    assert id(model.backbone.layer2[0].conv.weight) not in ids
-    plan = plan_param_groups(model, {}, {"main": (BASE_LR, BASE_WD)})
+def test_frozen_parameters_are_in_the_optimizer_with_their_rules():
+    # A deliberate change from the old exclusion: as mmengine's model.parameters() path, a frozen
+    # parameter is optimized, so a hook that unfreezes it later trains it.
+    cfg = dict(custom_keys={"layer2": dict(lr_mult=0.1)})
+    model, ours, _ = build_both(cfg)
+    frozen = model.backbone.layer2[0].conv.weight
+    group = next(g for g in ours.param_groups if any(p is frozen for p in g["params"]))
+    assert group["lr"] == pytest.approx(BASE_LR * 0.1)  # the rules' setting, like any other parameter
+    assert len(group["params"]) > 1  # merged with its trainable neighbours, not a group of its own
+    plan = plan_param_groups(model, cfg, {"main": (BASE_LR, BASE_WD)})
     assert plan.frozen == ["backbone.layer2.0.conv.weight"]
+
+
+def test_integer_parameters_are_left_out():
+    model = nn.Linear(2, 2)
+    model.index = nn.Parameter(torch.arange(3), requires_grad=False)  # can never have a gradient
+    plan = plan_param_groups(model, {}, {"main": (BASE_LR, BASE_WD)})
+    assert [s.name for s in plan.settings] == ["weight", "bias"] and plan.left_out == ["index"]
+
+
+def test_a_fully_frozen_model_builds_and_trains_once_unfrozen():
+    model = nn.Linear(3, 1).requires_grad_(False)
+    wrapper = OptimWrapperConstructor(dict(optimizer=dict(type="SGD", lr=0.1)))(model)
+    before = model.weight.detach().clone()
+    wrapper.step()  # no parameter has a gradient: nothing changes, nothing fails
+    assert torch.equal(model.weight, before)
+    model.requires_grad_(True)
+    wrapper.update_params(model(torch.ones(2, 3)).sum())
+    assert not torch.equal(model.weight, before)
+
+
+def test_frozen_and_shared_parameters_are_logged(info_records):
+    model = Detectorish(shared=True)
+    OptimWrapperConstructor(dict(optimizer=dict(type="SGD", lr=0.1)), dict(bypass_duplicate=True))(model)
+    messages = [(r.levelname, r.getMessage()) for r in info_records]
+    frozen = [m for level, m in messages if level == "INFO" and "requires_grad=False" in m]
+    assert len(frozen) == 1 and "backbone.layer2.0.conv.weight" in frozen[0] and "in the optimizer" in frozen[0]
+    shared = [m for level, m in messages if level == "WARNING" and "is duplicate" in m]
+    assert shared and all("head.fc_reg" in m for m in shared)
+    assert any(m.startswith("aux.reg.weight is duplicate") for m in shared)
 
 
 def test_shared_parameters_with_conflicting_rules_need_bypass_duplicate():
@@ -201,7 +235,7 @@ def test_unmatched_custom_keys_warn_with_their_names():
         dict(optimizer=dict(type="SGD", lr=0.1)),
         dict(custom_keys={"backbone": dict(lr_mult=0.1), "bakbone.x": dict(lr_mult=2.0)}),
     )
-    with pytest.warns(UserWarning, match=r"'bakbone.x' matched no trainable parameter"):
+    with pytest.warns(UserWarning, match=r"'bakbone.x' matched no parameter"):
         ctor(model)
 
 

@@ -15,10 +15,10 @@ from visdet.engine.optim.hybrid.routing import DEFAULT_FALLBACK_KEYS, Route, rou
 
 def test_routing_of_a_small_conv_net_with_reasons():
     model = TinyNet()
-    model.bn.bias.requires_grad_(False)  # frozen parameters are left out
+    model.bn.bias.requires_grad_(False)  # frozen parameters are routed too: a hook may unfreeze them
     routes = route_parameters(model)
-    assert list(routes) == [n for n, p in model.named_parameters() if p.requires_grad]
-    assert "bn.bias" not in routes
+    assert list(routes) == [n for n, p in model.named_parameters()]
+    assert routes["bn.bias"].route == "fallback"
     got = {name: r.route for name, r in routes.items()}
     assert got == {
         "stem.weight": "fallback",
@@ -28,6 +28,7 @@ def test_routing_of_a_small_conv_net_with_reasons():
         "embed.weight": "fallback",
         "hidden.weight": "matrix",
         "hidden.bias": "fallback",
+        "bn.bias": "fallback",
         "fc_cls.weight": "fallback",
         "fc_cls.bias": "fallback",
     }
@@ -38,7 +39,7 @@ def test_routing_of_a_small_conv_net_with_reasons():
     assert routes["bn.weight"].reason == "normalization parameter"
     assert "prediction head" in routes["fc_cls.weight"].reason and "fc_cls" in routes["fc_cls.weight"].reason
     assert routes["hidden.weight"] == Route("hidden.weight", "matrix", "2-D weight", (32, 16))
-    assert "conv.weight" in routes and Counter(r.route for r in routes.values()) == {"matrix": 1, "fallback": 8}
+    assert Counter(r.route for r in routes.values()) == {"matrix": 1, "fallback": 9}  # bn.bias too
 
 
 def test_flatten_conv_routes_hidden_conv_kernels_but_never_the_stem():
@@ -51,7 +52,7 @@ def test_flatten_conv_routes_hidden_conv_kernels_but_never_the_stem():
     # A frozen stem is still the stem: the next conv is a hidden layer.
     model.stem.weight.requires_grad_(False)
     routes = route_parameters(model, flatten_conv=True)
-    assert "stem.weight" not in routes and routes["conv.weight"].route == "matrix"
+    assert routes["stem.weight"].route == "fallback" and routes["conv.weight"].route == "matrix"
 
 
 def test_fallback_keys_match_whole_name_parts():

@@ -12,7 +12,14 @@ mmengine's. Over mmengine's it adds:
 * parameter groups merged where settings are equal, and the ``fused`` /
   ``foreach`` implementation chosen when the config does not say;
 * optimizers that take only matrices (Muon) paired with a fallback;
+* per-module optimizer types (``custom_keys[k].optimizer``) behind one
+  optimizer;
 * ZeroRedundancyOptimizer over any registered optimizer.
+
+It keeps mmengine's extension points: the attributes ``optimizer_cfg``,
+``paramwise_cfg``, ``base_lr``, ``base_wd`` and the ``add_params`` hook
+(see ``OptimWrapperConstructor.add_params``), so an mmengine-style subclass
+works; its own paramwise keys are declared in ``extra_paramwise_keys``.
 
 Data flows one way: config -> checks -> catalogue -> parameter groups ->
 optimizer -> wrapper.
@@ -43,8 +50,11 @@ from visdet.engine.optim.build.implementation import choose_implementation, log_
 from visdet.engine.optim.build.wrapper_type import resolve_wrapper
 from visdet.engine.optim.config.low_rank import LowRankConfig, family, parse_low_rank
 from visdet.engine.optim.config.optimizer_config import OptimizerConfig, parse_optimizer_cfg
-from visdet.engine.optim.build.param_groups import ParamPlan, plan_param_groups
+from visdet.engine.optim.build.param_groups import ParamPlan, ParamSetting, plan_param_groups
+from visdet.engine.optim.build.add_params import declared_keys, settings_from_groups
+from visdet.engine.optim.build.notices import log_frozen_and_shared, warn_unused_custom_keys
 from visdet.engine.optim.config.arguments import OptimizerConfigWarning
+from visdet.engine.optim.config.custom_optimizers import parse_custom_optimizers
 from visdet.engine.optim.config.paramwise import check_paramwise_cfg
 from visdet.engine.optim.config.wrapper_checks import WRAPPER_KEY, check_wrapper_cfg
 from visdet.utils.signatures import Keywords
@@ -84,10 +94,23 @@ class OptimWrapperConstructor:
             DefaultOptimWrapperConstructor, with the precedence documented in
             ``visdet.engine.optim.build.param_groups``.
 
+    Attributes:
+        optimizer_cfg: The ``optimizer`` dict (mmengine's attribute; a subclass
+            may change it before the call, it is checked again then).
+        optim_wrapper_cfg: The wrapper dict without ``optimizer``.
+        paramwise_cfg: The ``paramwise_cfg`` dict (``{}`` when none).
+        base_lr: ``optimizer_cfg['lr']`` (None when unset), as mmengine.
+        base_wd: ``optimizer_cfg['weight_decay']`` (None when unset), as mmengine.
+        extra_paramwise_keys: Class attribute: the ``paramwise_cfg`` keys a
+            subclass reads itself (e.g. ``('conv1_lr_mult',)``). visdet's check
+            accepts them and still refuses every other unknown key.
+
     Raises:
         OptimizerConfigError: on any configuration mistake, here in
             ``__init__``, before any model or data work.
     """
+
+    extra_paramwise_keys: tuple[str, ...] = ()
 
     def __init__(self, optim_wrapper_cfg: Mapping[str, Any], paramwise_cfg: Mapping[str, Any] | None = None) -> None:
         if not isinstance(optim_wrapper_cfg, Mapping):
@@ -102,49 +125,108 @@ class OptimWrapperConstructor:
             raise OptimizerConfigError(
                 "has no 'optimizer'; add e.g. optimizer=dict(type='AdamW', lr=1e-4)", WRAPPER_KEY
             )
-        self.optimizer = parse_optimizer_cfg(cfg.pop("optimizer"), f"{WRAPPER_KEY}.optimizer")
+        raw_optimizer = cfg.pop("optimizer")
+        self.optimizer = parse_optimizer_cfg(raw_optimizer, f"{WRAPPER_KEY}.optimizer")
+        self.optimizer_cfg: dict[str, Any] = dict(raw_optimizer)
+        self._checked_optimizer_cfg = dict(raw_optimizer)
+        self.base_lr = self.optimizer_cfg.get("lr")
+        self.base_wd = self.optimizer_cfg.get("weight_decay")
         self.low_rank = _parse_low_rank(cfg.pop("low_rank", None), self.optimizer)
         cfg.setdefault("type", "OptimWrapper")
         self.wrapper_cls = resolve_wrapper(cfg["type"])
         self.wrapper_cfg = cfg
+        self.optim_wrapper_cfg = cfg  # mmengine's name for it
         check_wrapper_cfg(cfg, self.wrapper_cls)  # the wrapper checks its values again: it is built directly too
         if paramwise_cfg is not None and not isinstance(paramwise_cfg, Mapping):
             raise OptimizerConfigError(
                 f"must be a dict like dict(norm_decay_mult=0.0), got {paramwise_cfg!r}", f"{WRAPPER_KEY}.paramwise_cfg"
             )
         self.paramwise_cfg = dict(paramwise_cfg or {})
-        routes = self._routes()
+        extra = declared_keys(type(self))
+        self.custom_optimizers = parse_custom_optimizers(self.paramwise_cfg, (MAIN, MATRIX, FALLBACK))
+        main_routes = self._main_routes()
         # A custom_keys entry may set any keyword one of the optimizers takes.
         group_keywords = Keywords(
-            names=tuple(dict.fromkeys(n for r in routes.values() for n in r.keywords.names)),
-            defaults={k: v for r in reversed(list(routes.values())) for k, v in r.keywords.defaults.items()},
+            names=tuple(dict.fromkeys(n for r in main_routes.values() for n in r.keywords.names)),
+            defaults={k: v for r in reversed(list(main_routes.values())) for k, v in r.keywords.defaults.items()},
         )
-        for route in routes.values():
-            check_paramwise_cfg(self.paramwise_cfg, group_keywords, route.kwargs, optimizer_key=route.key)
+        for route in main_routes.values():
+            check_paramwise_cfg(
+                self.paramwise_cfg, group_keywords, route.kwargs, optimizer_key=route.key, extra_keys=extra
+            )
 
-    def _routes(self) -> dict[str, OptimizerConfig]:
+    def _main_routes(self) -> dict[str, OptimizerConfig]:
         fallback = self.optimizer.fallback
         if fallback is not None:
             return {MATRIX: self.optimizer, FALLBACK: fallback}
         return {MAIN: self.optimizer}
 
-    def plan(self, model: nn.Module) -> BuildPlan:
-        """Decide routes, groups, lr and weight decay for ``model``'s parameters."""
-        model = getattr(model, "module", model)
-        routes = self._routes()
+    def _routes(self) -> dict[str, OptimizerConfig]:
+        return {**self._main_routes(), **self.custom_optimizers}
+
+    def _refresh_optimizer(self) -> None:
+        """Check ``optimizer_cfg`` again if a subclass changed it after ``__init__`` (mmengine lets it)."""
+        if self.optimizer_cfg != self._checked_optimizer_cfg:
+            self.optimizer = parse_optimizer_cfg(self.optimizer_cfg, f"{WRAPPER_KEY}.optimizer")
+            self._checked_optimizer_cfg = dict(self.optimizer_cfg)
+
+    def _plan_params(self, module: nn.Module, prefix: str = "") -> tuple[ParamPlan, dict[str, str]]:
+        """visdet's rules for ``module``'s parameters (named under ``prefix``), and why each took its route."""
         route_of: dict[str, str] = {}
         reasons: dict[str, str] = {}
         if self.optimizer.is_hybrid:
             decided = route_parameters(
-                model, flatten_conv=self.optimizer.flatten_conv, fallback_keys=self.optimizer.fallback_keys
+                module, flatten_conv=self.optimizer.flatten_conv, fallback_keys=self.optimizer.fallback_keys
             )
             for name, route in decided.items():
-                route_of[name] = route.route
-                reasons[name] = route.reason
-        bases = {name: cfg.base() for name, cfg in routes.items()}
-        param_plan = plan_param_groups(model, self.paramwise_cfg, bases, route_of)
+                full = f"{prefix}.{name}" if prefix else name
+                route_of[full] = route.route
+                reasons[full] = route.reason
+        bases = {name: cfg.base() for name, cfg in self._routes().items()}
+        param_plan = plan_param_groups(module, self.paramwise_cfg, bases, route_of, prefix=prefix)
+        for setting in param_plan.settings:
+            if setting.route in self.custom_optimizers:
+                reasons[setting.name] = f"custom_keys[{setting.route!r}].optimizer"
+        return param_plan, reasons
+
+    def add_params(self, params: list[dict[str, Any]], module: nn.Module, prefix: str = "", **kwargs: Any) -> None:
+        """Append one group dict per parameter of ``module`` to ``params``: mmengine's hook.
+
+        The groups are those visdet's rules give (``paramwise_cfg``), one per
+        parameter as mmengine's are, named under ``prefix`` for ``custom_keys``
+        matching. A subclass may override this to append its own group dicts
+        (``{'params': [...], 'lr': ...}``, any keys the optimizer takes); the
+        constructor then builds from those, still merging equal groups, routing
+        each parameter as the config says and choosing ``fused``/``foreach``.
+        ``kwargs`` (mmengine's ``is_dcn_module``) are accepted and unused: the
+        rules find deformable convolutions themselves.
+        """
+        plan, _ = self._plan_params(module, prefix)
+        for setting in plan.settings:
+            group: dict[str, Any] = {"params": [setting.param], "lr": setting.lr}
+            if setting.weight_decay is not None:
+                group["weight_decay"] = setting.weight_decay
+            group.update(setting.overrides)
+            params.append(group)
+
+    def _settings_from_add_params(self, model: nn.Module, planned: ParamPlan) -> list[ParamSetting]:
+        """A subclass's ``add_params`` groups as settings; each parameter keeps the route the config gives it."""
+        groups: list[dict[str, Any]] = []
+        self.add_params(groups, model)
+        bases = {name: cfg.base() for name, cfg in self._routes().items()}
+        return settings_from_groups(groups, f"{type(self).__name__}.add_params", model, planned, bases,
+                                    FALLBACK if self.optimizer.is_hybrid else MAIN)
+
+    def plan(self, model: nn.Module) -> BuildPlan:
+        """Decide routes, groups, lr and weight decay for ``model``'s parameters."""
+        model = getattr(model, "module", model)
+        self._refresh_optimizer()
+        routes = self._routes()
+        param_plan, reasons = self._plan_params(model)
+        if type(self).add_params is not OptimWrapperConstructor.add_params:  # a subclass's own groups
+            param_plan.settings = self._settings_from_add_params(model, param_plan)
         if not param_plan.settings:
-            raise OptimizerConfigError("the model has no trainable parameters to optimize", f"{WRAPPER_KEY}.optimizer")
+            raise OptimizerConfigError("the model has no parameters to optimize", f"{WRAPPER_KEY}.optimizer")
         if self.low_rank is not None:  # GaLore / APOLLO: the targets' 2-D weights get the projection keys
             targets = self.low_rank.targets(model)
             for setting in param_plan.settings:
@@ -163,7 +245,8 @@ class OptimWrapperConstructor:
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         plan = self.plan(model)
-        _warn_unused_custom_keys(plan.param_plan)
+        warn_unused_custom_keys(plan.param_plan)
+        log_frozen_and_shared(plan.param_plan)
         optimizers: dict[str, torch.optim.Optimizer] = {}
         views: dict[torch.Tensor, torch.Tensor] = {}
         for route, cfg in plan.routes.items():
@@ -173,14 +256,15 @@ class OptimWrapperConstructor:
             if route == MATRIX:
                 groups = _with_matrix_views(groups, views)
             optimizers[route] = self._build_optimizer(cfg, groups, plan, route)
-        if self.optimizer.is_hybrid:
+        if len(plan.routes) > 1:
             optimizer: torch.optim.Optimizer = HybridOptimizer(optimizers, views=views)
-            print_log(
-                f"{self.optimizer.name} takes {_count(optimizers.get(MATRIX))} parameter tensors, "
-                f"{self.optimizer.fallback.name if self.optimizer.fallback else ''} takes "
-                f"{_count(optimizers.get(FALLBACK))} (see tools/print_param_groups.py for which and why)",
-                logger="current",
+            taken = ", ".join(
+                f"{plan.routes[route].name} takes {_count(optimizers.get(route))}"
+                + ("" if route in (MAIN, MATRIX, FALLBACK) else f" (custom_keys[{route!r}])")
+                for route in plan.routes
             )
+            print_log(f"parameter tensors: {taken} (see tools/print_param_groups.py for which and why)",
+                      logger="current")
         else:
             optimizer = optimizers[MAIN]
         return OPTIM_WRAPPERS.build(self.wrapper_cfg, default_args=dict(optimizer=optimizer))
@@ -239,26 +323,6 @@ def _has_sparse_grads(model: nn.Module) -> bool:
     """Whether a module produces sparse gradients (its parameters look dense)."""
     return any(
         getattr(m, "sparse", False) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
-    )
-
-
-def _warn_unused_custom_keys(plan: ParamPlan) -> None:
-    """Warn about ``custom_keys`` entries that set nothing, and say why."""
-    if not plan.unused_custom_keys:
-        return
-    parts = []
-    for key in plan.unused_custom_keys:
-        winners = plan.shadowed_by.get(key)
-        if winners:
-            parts.append(f"{key!r} is always overridden by the longer key {' / '.join(map(repr, winners))}")
-        else:
-            parts.append(f"{key!r} matched no trainable parameter")
-    warnings.warn(
-        f"{WRAPPER_KEY}.paramwise_cfg.custom_keys: {'; '.join(parts)} (a key applies to the names that contain it, "
-        "and only the longest matching key applies). Run tools/print_param_groups.py to see each parameter's "
-        "name and settings.",
-        OptimizerConfigWarning,
-        stacklevel=3,
     )
 
 

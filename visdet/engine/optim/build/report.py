@@ -1,7 +1,7 @@
 """The dry-run report: which group, lr, weight decay and optimizer each parameter gets.
 
-Answers "what will my paramwise_cfg / Muon routing actually do?" without
-training: every trainable parameter with its settings and the rule that set
+Answers "what will my paramwise_cfg / Muon routing / per-module optimizers
+actually do?" without training: every parameter with its settings and the rule that set
 them, then what no rule matched, frozen and shared parameters, and the
 merged groups. ``tools/print_param_groups.py`` prints it for a config.
 """
@@ -91,11 +91,14 @@ def format_plan(plan: BuildPlan) -> str:
     lines.append(f"No rule matched {len(untouched)} of {len(plan.param_plan.settings)} parameters "
                  "(they take the base lr and weight decay)" + (f": {shown}" if untouched else "."))
     if plan.param_plan.frozen:
-        lines.append(f"Frozen, left out: {', '.join(plan.param_plan.frozen)}")
+        lines.append("Frozen, in the optimizer but unchanged while requires_grad=False: "
+                     + ", ".join(plan.param_plan.frozen))
+    if plan.param_plan.left_out:
+        lines.append(f"Left out (cannot have a gradient): {', '.join(plan.param_plan.left_out)}")
     if plan.param_plan.duplicates:
         lines.append("Shared, counted once: " + ", ".join(f"{a} (= {b})" for a, b in plan.param_plan.duplicates))
     for key in plan.param_plan.unused_custom_keys:
         winners = plan.param_plan.shadowed_by.get(key)
-        why = f"always overridden by {' / '.join(map(repr, winners))}" if winners else "matches no trainable parameter"
+        why = f"always overridden by {' / '.join(map(repr, winners))}" if winners else "matches no parameter"
         lines.append(f"custom_keys[{key!r}] is unused: {why}")
     return "\n".join(lines)

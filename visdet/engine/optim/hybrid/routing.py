@@ -65,7 +65,7 @@ def route_parameters(
     flatten_conv: bool = False,
     fallback_keys: Sequence[str] | None = None,
 ) -> dict[str, Route]:
-    """Decide, for every trainable parameter of ``model``, the matrix or the fallback route.
+    """Decide, for every parameter of ``model``, the matrix or the fallback route.
 
     Rules, first match wins:
 
@@ -80,7 +80,8 @@ def route_parameters(
        else fallback; other N-D tensors (position embeddings) -> fallback.
 
     Args:
-        model: The model; parameters with ``requires_grad=False`` are left out.
+        model: The model. Frozen parameters (``requires_grad=False``) are routed
+            too: they are in the optimizer, and train once a hook unfreezes them.
         flatten_conv: Route conv kernels to the matrix optimizer, flattened to 2-D.
         fallback_keys: Names of prediction-head modules, as checked by the config
             layer; None for :data:`DEFAULT_FALLBACK_KEYS`.
@@ -96,8 +97,6 @@ def route_parameters(
     routes: dict[str, Route] = {}
     for site in module_parameters(model):
         name, param = site.name, site.param
-        if not param.requires_grad:
-            continue
         if nn.parameter.is_lazy(param):
             raise OptimizerConfigError(
                 f"parameter '{name}' is not initialised yet (a lazy module); run one forward pass "
