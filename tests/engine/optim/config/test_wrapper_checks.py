@@ -11,8 +11,9 @@ from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailabl
     "clip_grad, match",
     [
         (dict(max_nrom=35), r"unknown argument 'max_nrom'; did you mean 'max_norm'"),
-        (dict(type="l2", max_norm=1), r"type must be 'norm' or 'value'"),
-        (dict(type=["norm"], max_norm=1), r"type must be 'norm' or 'value', got \['norm'\]"),  # fuzzer: unhashable
+        (dict(type="l2", max_norm=1), r"type must be 'norm', 'value' or 'agc'"),
+        (dict(type=["norm"], max_norm=1),  # fuzzer: unhashable
+         r"type must be 'norm', 'value' or 'agc' \(adaptive, unit-wise\), got \['norm'\]"),
         (dict(norm_type=2), r"needs 'max_norm'"),
         (dict(max_norm="35"), r"max_norm must be a number"),
         (dict(max_norm=0), r"max_norm=0 would zero every gradient"),

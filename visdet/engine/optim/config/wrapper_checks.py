@@ -30,6 +30,9 @@ from visdet.utils.suggestions import suggestion_text
 WRAPPER_KEY = "optim_wrapper"
 #: Keys of ``optim_wrapper`` that the builder, not the wrapper class, consumes.
 BUILDER_KEYS = ("type", "optimizer", "paramwise_cfg", "constructor")
+#: ``clip_grad=dict(type='agc', ...)``: the keywords of ``wrappers.agc.adaptive_clip_grad_``.
+AGC_KEYWORDS = Keywords(names=("clip_factor", "eps", "norm_type"), defaults={"eps": 1e-3, "norm_type": 2.0},
+                        required=("clip_factor",))
 #: What AmpOptimWrapper's ``dtype`` may name; float32/float64 mean "no autocast".
 AMP_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -44,12 +47,20 @@ def check_clip_grad(clip_grad: Any, key: str = f"{WRAPPER_KEY}.clip_grad") -> No
         )
     kind = clip_grad.get("type", "norm")
     functions = {"norm": torch.nn.utils.clip_grad_norm_, "value": torch.nn.utils.clip_grad_value_}
-    if not isinstance(kind, str) or kind not in functions:
-        raise OptimizerConfigError(f"type must be 'norm' or 'value', got {kind!r}", f"{key}.type")
-    keywords = accepted_keywords(functions[kind])  # type: ignore[arg-type]
+    if not isinstance(kind, str) or kind not in (*functions, "agc"):
+        raise OptimizerConfigError(
+            f"type must be 'norm', 'value' or 'agc' (adaptive, unit-wise), got {kind!r}", f"{key}.type")
+    # AGC's function (wrappers/agc.py) is in a higher layer: its keywords are spelt out here.
+    keywords = AGC_KEYWORDS if kind == "agc" else accepted_keywords(functions[kind])  # type: ignore[arg-type]
     kwargs = {k: v for k, v in clip_grad.items() if k != "type"}
     check_keywords(kwargs, keywords, f"clip_grad type={kind!r}", key, extra=("type",))
     check_required(kwargs, keywords, f"clip_grad type={kind!r}", key)
+    for name in ("clip_factor", "eps"):
+        if name in kwargs:
+            check_number(kwargs[name], name, f"{key}.{name}")
+            if kwargs[name] == 0:
+                what = "would zero every gradient" if name == "clip_factor" else "would freeze zero-initialised weights"
+                raise OptimizerConfigError(f"{name}=0 {what}; use a positive value", f"{key}.{name}")
     for name in ("max_norm", "clip_value"):
         if name in kwargs:
             check_number(kwargs[name], name, f"{key}.{name}")

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from visdet.engine.optim.config.wrapper_checks import check_accumulative_counts, check_clip_grad
+from visdet.engine.optim.wrappers.agc import adaptive_clip_grad_
 from visdet.engine.optim.wrappers.nonfinite import GRADS, LOSS, NonFiniteSkipCounter
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
@@ -39,6 +40,10 @@ import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 from mmengine.optim import OptimWrapper as MMEngineOptimWrapper
 
 from visdet.registry import OPTIM_WRAPPERS
+
+
+#: Clip types whose function returns the total gradient norm (logged as ``grad_norm``).
+NORM_CLIPS = ("norm", "agc")
 
 
 def _distributed() -> bool:
@@ -55,7 +60,9 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         accumulative_counts: Update the parameters every this many
             :meth:`update_params` calls, accumulating gradients in between.
         clip_grad: Arguments of ``torch.nn.utils.clip_grad_norm_`` (default,
-            or ``type='norm'``) or ``clip_grad_value_`` (``type='value'``).
+            or ``type='norm'``), ``clip_grad_value_`` (``type='value'``) or
+            adaptive unit-wise clipping (``type='agc'``, ``clip_factor``, ``eps``;
+            :mod:`~visdet.engine.optim.wrappers.agc`).
         max_nonfinite_steps: Stop training with :class:`NonFiniteTrainingError`
             when this many optimizer steps in a row were skipped for a
             non-finite loss or gradients. An integer >= 1.
@@ -83,7 +90,12 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         self._init_counters(max_nonfinite_steps)  # checks max_nonfinite_steps
         clip_grad = dict(clip_grad) if clip_grad is not None else None  # mmengine pops 'type' from it
         self._clip_type = clip_grad.get("type", "norm") if clip_grad else None
-        super().__init__(optimizer, accumulative_counts=accumulative_counts, clip_grad=clip_grad)
+        agc = clip_grad if self._clip_type == "agc" else None  # mmengine knows only 'norm' and 'value'
+        super().__init__(optimizer, accumulative_counts=accumulative_counts, clip_grad=None if agc else clip_grad)
+        if agc is not None:  # clipped, checked and logged as norm clipping is: grad_norm before the clip
+            self.clip_grad_kwargs = {k: v for k, v in agc.items() if k != "type"}
+            self.clip_func = adaptive_clip_grad_
+            self.grad_name = "grad_norm"
         # Device-side flag: every loss of the current accumulation window was finite (None: none seen).
         self._loss_finite: torch.Tensor | None = None
         # Device-side sum of the window's losses and their count: the stop message compares losses.
@@ -148,7 +160,7 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         loss_finite, self._loss_finite = self._loss_finite, None
         loss_sum, self._loss_sum = self._loss_sum, None
         loss_count, self._loss_count = self._loss_count, 0
-        if self._clip_type == "norm":
+        if self._clip_type in NORM_CLIPS:
             norm = self._clip_grad_norm()  # the total norm: non-finite iff some gradient is
         else:
             norm = self._grad_max_abs()  # before value clipping, which would make inf finite
@@ -172,7 +184,7 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         values = torch.cat([flags, *extras]).tolist()  # the one host sync of the step
         loss_bad, grads_bad = values[0] > 0, values[1] > 0
         loss_value = values[2] if loss_sum is not None else None
-        if self._clip_type == "norm" and norm is not None:
+        if self._clip_type in NORM_CLIPS and norm is not None:
             # Also on a skipped step: its own (non-finite) norm, not the last good step's value left in the hub.
             self.message_hub.update_scalar(f"train/{self.grad_name}", values[-1])
         if loss_bad or grads_bad:
