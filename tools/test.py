@@ -16,6 +16,7 @@ from visdet.engine.launch import (DictAction, add_shared_arguments, build_runner
                                   run_reporting_errors, set_launcher, set_strategy_aside, set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
 from visdet.engine.checkpoint.weights_check import check_evaluation_weights  # noqa: E402
+from visdet.engine.hooks.ema_checks import select_test_weights  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="evaluate a checkpoint whose weights fit the model only in part (missing, extra or "
                              "differently shaped keys; the rest keeps random initial values): without it, that is "
                              "an error")
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="a checkpoint saved with an EMAHook: evaluate its raw training weights (its "
+                             "ema_state_dict) instead of the EMA weights its state_dict holds")
     add_shared_arguments(parser)
     return parse_tool_args(parser, argv)
 
@@ -44,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.load_from = args.checkpoint
         cfg.resume = False
         set_strategy_aside(cfg)
+        select_test_weights(cfg, raw=args.raw_weights)  # EMAHook: the EMA weights unless --raw-weights
         check_config(cfg, training=False)
         prepare_embedded_data(cfg)
         runner = build_runner(cfg, allow_unsafe_checkpoint=args.allow_unsafe_checkpoint)

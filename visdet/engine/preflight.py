@@ -170,6 +170,8 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
             if isinstance(cfg.get(key), Mapping):
                 check_dataloader(cfg[key], key)
         check_runtime(cfg)
+        from visdet.engine.hooks.ema_checks import check_ema_hooks, ema_warnings
+        check_ema_hooks(cfg)  # ema_type, momentum, begin_*: what mmengine's EMAHook asserts or passes on
         check_runtime_sections(cfg, training)  # auto_scale_lr, env_cfg, randomness, log_processor, visualizer
         check_loops(cfg, training)
         from visdet.evaluation.loop_config import check_eval_loops  # val_cfg/test_cfg: keys, fp16 on this device
@@ -185,3 +187,4 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
             check_optim_wrapper(cfg)
         # Warnings last: a config that still has a mistake gets only the error.
         warn(schedule_warnings(cfg) + frozen_backbone_warnings(cfg))
+        warn(ema_warnings(cfg))  # an EMA of a schedule-free optimizer's average; a large EMA momentum
