@@ -44,6 +44,7 @@ def _batch(hw: tuple[int, int] = (64, 64)) -> dict:
 
 def _loss(model: nn.Module) -> torch.Tensor:
     batch = _batch()
+    torch.manual_seed(1)  # the samplers draw at random: the same draw for a model and its resumed copy
     model.train()
     losses = model(**model.data_preprocessor(batch, True), mode="loss")
     return sum(v for k, v in losses.items() if "loss" in k)
@@ -66,3 +67,48 @@ def test_a_stem_unfrozen_after_the_build_trains(small_cfg):
     model.backbone.requires_grad_(True)
     wrapper.update_params(_loss(model))
     assert not torch.equal(stem, before_stem) and not torch.equal(stage1, before_stage1)
+
+
+def _per_module_cfg(small_cfg: Config) -> dict:
+    cfg = small_cfg.optim_wrapper.to_dict()  # AdamW, lr 3e-4, norm/bias decay 0, clip_grad
+    cfg["paramwise_cfg"]["custom_keys"] = {"backbone": dict(optimizer=dict(type="SGD", lr=0.01, momentum=0.9,
+                                                                           weight_decay=1e-4))}
+    return cfg
+
+
+def test_per_module_optimizer_on_the_detector_trains_and_resumes_exactly(small_cfg):
+    from visdet.engine.optim.hybrid.optimizer import HybridOptimizer
+
+    cfg = _per_module_cfg(small_cfg)
+    written = copy.deepcopy(cfg)
+    model = _detector(small_cfg)
+    wrapper = OptimWrapperConstructor(cfg)(model)
+    assert cfg == written  # the config is only read
+    optimizer = wrapper.optimizer
+    assert isinstance(optimizer, HybridOptimizer) and list(optimizer.optimizers) == ["main", "backbone"]
+    sgd, adamw = optimizer.optimizers["backbone"], optimizer.optimizers["main"]
+    assert isinstance(sgd, torch.optim.SGD) and isinstance(adamw, torch.optim.AdamW)
+    in_sgd = {id(p) for g in sgd.param_groups for p in g["params"]}
+    assert in_sgd == {id(p) for p in model.backbone.parameters()}
+    assert {id(p) for g in adamw.param_groups for p in g["params"]} == {
+        id(p) for n, p in model.named_parameters() if not n.startswith("backbone.")}
+    # The route's own lr and weight decay, with the type rules still applied (norm_decay_mult=0 in the config).
+    bn = next(g for g in sgd.param_groups if any(p is model.backbone.bn1.weight for p in g["params"]))
+    conv = next(g for g in sgd.param_groups if any(p is model.backbone.conv1.weight for p in g["params"]))
+    assert (bn["lr"], bn["weight_decay"], conv["weight_decay"], conv["momentum"]) == (0.01, 0.0, 1e-4, 0.9)
+    assert {g["lr"] for g in adamw.param_groups} == {3e-4}
+    for _ in range(2):
+        wrapper.update_params(_loss(model))
+    assert all(sgd.state[p]["momentum_buffer"] is not None for p in model.backbone.parameters())
+    assert all(adamw.state[p]["step"] == 2 for p in model.neck.parameters())
+
+    # Exact resume: a fresh model and wrapper loaded from the checkpoint take the same next step.
+    saved_model, saved_optim = copy.deepcopy(model.state_dict()), copy.deepcopy(wrapper.state_dict())
+    resumed = _detector(small_cfg)
+    resumed.load_state_dict(saved_model)
+    resumed_wrapper = OptimWrapperConstructor(_per_module_cfg(small_cfg))(resumed)
+    resumed_wrapper.load_state_dict(saved_optim)
+    wrapper.update_params(_loss(model))
+    resumed_wrapper.update_params(_loss(resumed))
+    for (name, a), b in zip(model.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
