@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from visdet.engine.launch import (DictAction, add_shared_arguments, add_vis_backends, build_runner,  # noqa: E402
-                                  enable_amp, load_config, parse_tool_args, prepare_embedded_data,
+                                  enable_amp, enable_auto_scale_lr, load_config, parse_tool_args, prepare_embedded_data,
                                   prepare_strategy, run_reporting_errors, set_launcher, set_resume,
                                   set_work_dir)
 from visdet.engine.preflight import check_config  # noqa: E402
@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resume from CKPT, or without a value from the work dir's latest checkpoint")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision (bf16 on CPU; fp16 with dynamic loss scaling on CUDA)")
+    parser.add_argument("--auto-scale-lr", action="store_true",
+                        help="scale the lr by the real batch (processes x batch_size x accumulative_counts) over "
+                             "auto_scale_lr.base_batch_size")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. optim_wrapper.optimizer.lr=1e-4")
     add_shared_arguments(parser)
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         set_launcher(cfg, args.launcher)
         if args.amp:
             enable_amp(cfg)
+        if args.auto_scale_lr:
+            enable_auto_scale_lr(cfg)
         set_resume(cfg, args.resume)
         fresh_optimizer_requested(cfg)  # resume_optimizer must be a bool: say so before building
         add_vis_backends(cfg)

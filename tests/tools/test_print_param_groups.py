@@ -1,6 +1,7 @@
 """tools/print_param_groups.py: the dry run for a config, and config errors reported without a traceback."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -87,3 +88,21 @@ def test_dry_run_refuses_another_constructor_and_shows_absolute_overrides(tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     row = next(line for line in result.stdout.splitlines() if line.startswith("fc.weight"))
     assert row.split()[4:6] == ["0.002", "0"] and "custom_keys['fc.']" in row
+
+
+def test_layer_decay_scales_and_auto_scaled_lrs_are_shown(capsys):
+    spec = importlib.util.spec_from_file_location("print_param_groups_tool", REPO / "tools" / "print_param_groups.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    status = tool.main([str(REPO / "configs/faster_rcnn_r18_small.py"), "--auto-scale-lr", "--world-size", "4",
+                        "--cfg-options", "optim_wrapper.paramwise_cfg.layer_decay=0.5",
+                        "optim_wrapper.paramwise_cfg.layer_decay_type=stage_wise", "auto_scale_lr.base_batch_size=16"])
+    out = capsys.readouterr().out
+    assert status == 0
+    table = out[out.index("Layer-wise lr decay"):].splitlines()
+    assert table[3].split()[:4] == ["0", "0.03125", "3", "backbone.conv1.weight"]
+    assert table[8].split()[:2] == ["5", "1"]
+    # 4 processes x batch_size 2 over 16: x0.5, applied to the decayed lrs the table above shows
+    assert "the lr is multiplied by 0.5" in out
+    stem = next(line for line in out.splitlines() if line.startswith("backbone.conv1.weight"))
+    assert f"{3e-4 * 0.5 ** 5 * 0.5:.4g}" in stem and "layer_decay[0]" in stem

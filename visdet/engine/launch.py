@@ -215,6 +215,16 @@ def set_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> None:
         cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(config_path))[0])
 
 
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """``--auto-scale-lr`` (MMDetection's flag): turn on ``auto_scale_lr``, which must name its base batch."""
+    section = cfg.get("auto_scale_lr")
+    if not isinstance(section, Mapping) or "base_batch_size" not in section:
+        raise ConfigError("--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) in the config (N: the total "
+                          "batch size its lr was tuned for, e.g. 16 for MMDetection's 8 GPUs x 2 images)",
+                          "auto_scale_lr.base_batch_size")
+    cfg.auto_scale_lr = {**section, "enable": True}
+
+
 def enable_amp(cfg: Config) -> None:
     """``--amp``: mixed precision through visdet's AmpOptimWrapper (bf16 on CPU, fp16 with loss scaling on CUDA)."""
     optim_wrapper = cfg.optim_wrapper

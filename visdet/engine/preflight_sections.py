@@ -236,7 +236,7 @@ def _positional(func: Any) -> tuple[str, ...]:
 # --- runtime sections ---------------------------------------------------------
 
 #: The keys Runner.scale_lr reads.
-_AUTO_SCALE_LR_KEYS = ("enable", "base_batch_size")
+_AUTO_SCALE_LR_KEYS = ("enable", "base_batch_size", "rule")  # rule: visdet/engine/lr_scaling.py
 #: The keys Runner.setup_env reads.
 _ENV_KEYS = ("cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit")
 
@@ -256,6 +256,12 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
         if "base_batch_size" in auto_scale_lr:
             check_int(auto_scale_lr["base_batch_size"], "auto_scale_lr.base_batch_size",
                       what="a positive integer (the total batch size the lr was tuned for)")
+        if "rule" in auto_scale_lr:
+            from visdet.engine.lr_scaling import RULES
+
+            if auto_scale_lr["rule"] not in RULES:
+                raise ConfigError(f"must be one of {', '.join(map(repr, RULES))} (how the lr follows the batch), "
+                                  f"got {auto_scale_lr['rule']!r}", "auto_scale_lr.rule")
         if auto_scale_lr.get("enable"):
             if "base_batch_size" not in auto_scale_lr:
                 raise ConfigError("needs base_batch_size (the total batch size the lr was tuned for) when "

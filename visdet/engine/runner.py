@@ -53,6 +53,17 @@ def latest_checkpoint(work_dir: str) -> str | None:
     return path
 
 
+def _has_built_schedulers(schedulers: Any) -> bool:
+    """Whether any scheduler in mmengine's nested dict/list of them is built (not a config)."""
+    from mmengine.optim.scheduler.param_scheduler import _ParamScheduler
+
+    if isinstance(schedulers, dict):
+        return "type" not in schedulers and any(_has_built_schedulers(s) for s in schedulers.values())
+    if isinstance(schedulers, list):
+        return any(_has_built_schedulers(s) for s in schedulers)
+    return isinstance(schedulers, _ParamScheduler)
+
+
 class AutoResume:
     """``resume=True`` without ``load_from`` (``--resume`` alone): say plainly what is resumed, or that nothing is.
 
@@ -105,6 +116,36 @@ class Runner(AutoResume, DatasetSectionKeys, MMEngineRunner):
         if save_optimizer and self.optim_wrapper is not None:
             consolidate_sharded_optimizer_state(self.optim_wrapper)
         super().save_checkpoint(out_dir, filename, *args, save_optimizer=save_optimizer, **kwargs)
+
+    def scale_lr(self, optim_wrapper: Any, auto_scale_lr: dict | None = None) -> None:
+        """mmengine's ``auto_scale_lr``, counting ``accumulative_counts`` and with a ``rule`` (see ``lr_scaling``).
+
+        mmengine scales by processes x batch_size only (mmengine#894) and logs
+        the ratio; here the factor is :func:`visdet.engine.lr_scaling.lr_scaling`'s
+        and the log says each group's lr before and after, and why. Written
+        whole rather than through ``super()``: mmengine's computes its own ratio.
+        """
+        from visdet.engine.lr_scaling import lr_scaling
+
+        if not auto_scale_lr or not auto_scale_lr.get("enable", False):
+            return
+        loader = self._train_dataloader
+        batch_size = loader["batch_size"] if isinstance(loader, dict) else loader.batch_size
+        wrappers = list(optim_wrapper.values()) if hasattr(optim_wrapper, "values") else [optim_wrapper]
+        counts = getattr(wrappers[0], "_accumulative_counts", 1)
+        optimizer_cfg = (self.cfg.get("optim_wrapper") or {}).get("optimizer") or {}
+        scaling = lr_scaling(auto_scale_lr, self.world_size, batch_size, counts,
+                             optimizer_cfg.get("type") or type(wrappers[0].optimizer).__name__)
+        if _has_built_schedulers(self.param_schedulers):  # they have stored each group's initial lr already
+            raise RuntimeError("scale_lr must run before the parameter schedulers are built")
+        before = [group["lr"] for w in wrappers for group in w.optimizer.param_groups]
+        for wrapper in wrappers:
+            for group in wrapper.optimizer.param_groups:
+                group["lr"] = group["lr"] * scaling.factor
+        after = [group["lr"] for w in wrappers for group in w.optimizer.param_groups]
+        pairs = sorted({(b, a) for b, a in zip(before, after)}, reverse=True)
+        shown = ", ".join(f"{b:.4g} -> {a:.4g}" for b, a in pairs[:6]) + (", ..." if len(pairs) > 6 else "")
+        self.logger.info(f"auto_scale_lr: {scaling.reason}; group lrs {shown}")
 
     def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
                map_location: Any = "default") -> None:

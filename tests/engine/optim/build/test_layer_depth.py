@@ -71,7 +71,8 @@ def test_custom_keys_lr_mult_multiplies_with_the_layer_scale_and_absolute_lr_win
 
 def test_muon_hybrid_decays_each_routes_own_base_lr(detector):
     plan = _plan(detector, dict(layer_decay=0.5, layer_decay_type="stage_wise"), dict(
-        type="Muon", lr=0.02, weight_decay=0.01, flatten_conv=True, fallback=dict(type="AdamW", lr=1e-3, weight_decay=0.05)))
+        type="Muon", lr=0.02, weight_decay=0.01, flatten_conv=True,
+        fallback=dict(type="AdamW", lr=1e-3, weight_decay=0.05)))
     by_name = {s.name: s for s in plan.param_plan.settings}
     muon, adamw = by_name["backbone.layer2.0.conv1.weight"], by_name["backbone.layer2.0.bn1.weight"]
     assert muon.route != adamw.route
