@@ -1,7 +1,7 @@
 """Train the small detector with its shipped hooks, optionally SIGKILL itself, optionally resume; save final params.
 
 Run as a script by test_exact_resume.py:
-    python exact_resume_run.py WORK_DIR DATA_ROOT OPTIMIZER KILL_AT fresh|resume iter|epoch
+    python exact_resume_run.py WORK_DIR DATA_ROOT OPTIMIZER KILL_AT fresh|resume iter|epoch [ema]
 KILL_AT: ``0`` (never), ``K`` (after training iteration K and its checkpoint) or
 ``val:N`` (after the N-th validation and its best-checkpoint save).
 
@@ -40,6 +40,8 @@ cfg.default_hooks.checkpoint.update(interval=1, by_epoch=False)
 cfg.optim_wrapper = Config.fromfile(str(REPO / "configs" / f"faster_rcnn_{optimizer}.py")).optim_wrapper
 cfg.log_processor = dict(by_epoch=loop == "epoch", window_size=1)
 cfg.resume = mode == "resume"
+if sys.argv[7:8] == ["ema"]:  # optional 7th argument: the shipped EMA config's hooks (its EMAHook added)
+    cfg.custom_hooks = Config.fromfile(str(REPO / "configs" / "faster_rcnn_adamw_ema.py")).custom_hooks
 prepare_embedded_data(cfg)
 runner = build_runner(cfg)
 if kill_at != "0":
@@ -47,5 +49,8 @@ if kill_at != "0":
 runner.train()
 state = {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
 state.update({f"optimizer.{k}": v for k, v in runner.optim_wrapper.state_dict().items() if k == "state"})
+for hook in runner._hooks:  # an EMAHook's average (its weights and update count)
+    if hasattr(hook, "ema_model"):
+        state.update({f"ema.{k}": v.detach().clone() for k, v in hook.ema_model.state_dict().items()})
 torch.save(state, os.path.join(work_dir, "final_state.pt"))
 print("finished at iteration", runner.iter)
