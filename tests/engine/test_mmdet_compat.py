@@ -62,6 +62,8 @@ def test_left_to_mmdetection_when_it_is_installed(monkeypatch):
     assert not mmdet_compat.translate_mmdet_scope(cfg)
     assert (cfg.default_scope, cfg.model.type) == ("mmdet", "mmdet.FasterRCNN")
     mmdet_compat.check_scope(cfg)  # not refused either
+    cfg.model.backbone.type, cfg.model.neck.type = "mmdet.ResNeXt", "mmdet.PAFPN"  # MMDetection's to resolve
+    mmdet_compat.check_known_types(cfg)
 
 
 def test_every_missing_type_in_one_message():

@@ -241,7 +241,13 @@ def missing_types(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def check_known_types(cfg: Mapping[str, Any]) -> None:
-    """Name every type visdet lacks in one message (one alone is left to the section checks' did-you-mean)."""
+    """Name every type visdet lacks in one message (one alone is left to the section checks' did-you-mean).
+
+    A config still in MMDetection's scope here is MMDetection's (it is installed, see
+    :func:`check_scope`): its types are for MMDetection's registries, not visdet's.
+    """
+    if uses_mmdet_scope(cfg):
+        return
     missing = missing_types(cfg)
     if len(missing) < 2:
         return
