@@ -67,3 +67,12 @@ def test_test_images_go_to_test_out_dir(setup):
 def test_bad_interval_is_a_config_error():
     with pytest.raises(ConfigError, match="interval"):
         HOOKS.build(dict(type="DetVisualizationHook", interval=0))
+
+
+def test_draw_with_a_visualizer_that_draws_nothing_is_a_config_error():
+    from mmengine.visualization import Visualizer
+
+    Visualizer.get_instance(f"plain-{uuid.uuid4().hex}")  # the current instance: mmengine's, no add_datasample
+    with pytest.raises(ConfigError, match="DetLocalVisualizer"):
+        HOOKS.build(dict(type="DetVisualizationHook", draw=True))
+    HOOKS.build(dict(type="DetVisualizationHook"))  # draw=False needs nothing

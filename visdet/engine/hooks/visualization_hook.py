@@ -51,6 +51,13 @@ class DetVisualizationHook(Hook):
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ConfigError(f"must be a positive integer, got {interval!r}", "DetVisualizationHook.interval")
         self._visualizer: Visualizer = Visualizer.get_current_instance()
+        if draw and type(self._visualizer).add_datasample is Visualizer.add_datasample:
+            # mmengine's plain Visualizer accepts add_datasample and does nothing: nothing would be drawn.
+            raise ConfigError(
+                f"draw=True needs a visualizer that draws detections; the current one is mmengine's "
+                f"{type(self._visualizer).__name__}, whose add_datasample does nothing. Set visualizer=dict("
+                "type='DetLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')",
+                "DetVisualizationHook.draw")
         self.draw = draw
         self.interval = interval
         self.score_thr = score_thr
