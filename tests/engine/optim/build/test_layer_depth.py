@@ -174,3 +174,13 @@ def test_the_optimizer_steps_with_the_decayed_groups(detector):
     group = next(g for g in wrapper.optimizer.param_groups if any(p is stem for p in g["params"]))
     assert group["lr"] == pytest.approx(LR * 0.9 ** 9)
     assert isinstance(wrapper.optimizer, torch.optim.AdamW)
+
+
+def test_a_part_planned_under_its_prefix_takes_its_own_depths(detector):
+    # mmengine's add_params(prefix=...): a subclass plans the backbone alone, its names prefixed
+    from visdet.engine.optim.build.param_groups import plan_param_groups
+
+    plan = plan_param_groups(detector.backbone, dict(layer_decay=0.5), {"main": (LR, None)}, prefix="backbone")
+    lrs = {s.name: s.lr for s in plan.settings}
+    assert lrs["backbone.conv1.weight"] == pytest.approx(LR * 0.5 ** 9)
+    assert lrs["backbone.layer4.1.conv2.weight"] == pytest.approx(LR * 0.5)

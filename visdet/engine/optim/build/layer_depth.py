@@ -74,19 +74,22 @@ def layer_depths(model: nn.Module, names: list[str], decay: LayerDecay) -> dict[
     return depths  # type: ignore[return-value]
 
 
-def apply_layer_decay(settings: list[Any], model: nn.Module, paramwise_cfg: Mapping[str, Any]) -> None:
+def apply_layer_decay(settings: list[Any], model: nn.Module, paramwise_cfg: Mapping[str, Any],
+                      prefix: str = "") -> None:
     """Multiply each planned setting's lr by its layer's scale (``param_groups.ParamSetting``s, in place).
 
     The scale multiplies whatever the other rules gave (base lr x ``lr_mult``);
     an absolute ``lr`` in a ``custom_keys`` entry is taken as written.
+    ``prefix``: ``model``'s name in a larger model, which the settings' names start with.
     """
     decay = parse_layer_decay(paramwise_cfg)
     if decay is None:
         return
     custom_keys: Mapping[str, Mapping[str, Any]] = paramwise_cfg.get("custom_keys", {})
-    depths = layer_depths(model, [s.name for s in settings], decay)
+    start = len(prefix) + 1 if prefix else 0
+    depths = layer_depths(model, [s.name[start:] for s in settings], decay)
     for setting in settings:
-        layer_id, max_layer_id = depths[setting.name]
+        layer_id, max_layer_id = depths[setting.name[start:]]
         setting.layer_id = layer_id
         if setting.custom_key is not None and "lr" in custom_keys[setting.custom_key]:
             continue

@@ -44,14 +44,16 @@ def matches(name: str, entries: list[str]) -> bool:
     return any(name == e or name.startswith(e + ".") or fnmatchcase(name, e) for e in entries)
 
 
-def apply_no_weight_decay(settings: list[Any], model: nn.Module, paramwise_cfg: Mapping[str, Any]) -> None:
+def apply_no_weight_decay(settings: list[Any], model: nn.Module, paramwise_cfg: Mapping[str, Any],
+                          prefix: str = "") -> None:
     """Weight decay 0 for the parameters the model names (``param_groups.ParamSetting``s, in place).
 
     Only where a weight decay is configured (like every decay rule), and not
     where a ``custom_keys`` entry sets ``decay_mult`` or ``weight_decay``: the
-    config's explicit word wins over the model's default.
+    config's explicit word wins over the model's default. ``prefix``:
+    ``model``'s name in a larger model, which the settings' names start with.
     """
-    entries = no_weight_decay_entries(model)
+    entries = [f"{prefix}.{e}" if prefix else e for e in no_weight_decay_entries(model)]
     if not entries:
         return
     custom_keys: Mapping[str, Mapping[str, Any]] = paramwise_cfg.get("custom_keys", {})

@@ -162,8 +162,8 @@ def plan_param_groups(
         winners_at[f"{_join(prefix, site.prefix)}.{site.local}"] = setting.custom_key
         if setting.custom_key is not None:
             applied.add(setting.custom_key)
-    apply_layer_decay(plan.settings, model, cfg)  # lr x rate ** depth (build/layer_depth.py)
-    apply_no_weight_decay(plan.settings, model, cfg)  # the model's no_weight_decay() names
+    apply_layer_decay(plan.settings, model, cfg, prefix)  # lr x rate ** depth (build/layer_depth.py)
+    apply_no_weight_decay(plan.settings, model, cfg, prefix)  # the model's no_weight_decay() names
     plan.unused_custom_keys = [k for k in custom_keys if k not in applied]
     for key in plan.unused_custom_keys:
         winners = {w for full, w in winners_at.items() if key in full and w is not None}
