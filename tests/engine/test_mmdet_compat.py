@@ -29,6 +29,12 @@ def test_default_scope_mmdet_builds_visdets_model(info_records):
     assert mmdet_compat.translate_mmdet_scope(cfg)
     assert (cfg.default_scope, cfg.model.type, cfg.model.rpn_head["_scope_"]) == ("visdet", "FasterRCNN", "visdet")
     assert any("default_scope='mmdet'" in r.getMessage() and "model.type" in r.getMessage() for r in info_records)
+    # visdet's own hooks are in it already; an MMDetection runtime gets the one that keeps checkpoints plain.
+    assert [h["type"] for h in cfg.custom_hooks].count("PlainCheckpointHook") == 1
+    cfg.custom_hooks = [dict(type="CurvePlotHook")]
+    assert mmdet_compat.add_plain_checkpoints(cfg)
+    assert [h["type"] for h in cfg.custom_hooks] == ["CurvePlotHook", "PlainCheckpointHook"]
+    assert not mmdet_compat.add_plain_checkpoints(cfg)
     check_config(cfg)
     # What the Runner does: build from mmengine's root registry under the config's default scope.
     with DefaultScope.overwrite_default_scope(cfg.default_scope):

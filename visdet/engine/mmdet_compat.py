@@ -96,11 +96,33 @@ def translate_mmdet_scope(cfg: MutableMapping[str, Any]) -> bool:
         container[key] = VISDET if key == "_scope_" else container[key][len(MMDET) + 1:]
     if cfg.get("default_scope") == MMDET:
         cfg["default_scope"] = VISDET
+    added = add_plain_checkpoints(cfg)
     shown = ", ".join(path for _, _, path in entries[:5]) + (", ..." if len(entries) > 5 else "")
     print_log(f"default_scope='{MMDET}': MMDetection is not installed, so this config is read as visdet's "
               f"(default_scope='{VISDET}'" + (f"; {len(entries)} scoped names translated: {shown}" if entries else "")
+              + (f"; {PLAIN_CHECKPOINTS} added to custom_hooks, so that its checkpoints load with "
+                 "weights_only=True in tools/test.py and --resume" if added else "")
               + "); visdet has MMDetection's names for the parts it implements", logger="current",
               level=logging.INFO)
+    return True
+
+
+#: visdet's hook that keeps checkpoints free of pickled objects (mmengine's message hub state is not).
+PLAIN_CHECKPOINTS = "PlainCheckpointHook"
+
+
+def add_plain_checkpoints(cfg: MutableMapping[str, Any]) -> bool:
+    """Add visdet's PlainCheckpointHook to ``custom_hooks`` unless it is there; True when added.
+
+    visdet loads checkpoints with ``weights_only=True``; a checkpoint written
+    without this hook holds mmengine's ``HistoryBuffer`` objects, so visdet's own
+    tools would refuse the checkpoints of an MMDetection config's run. visdet's
+    ``default_runtime.py`` lists the hook; MMDetection's knows nothing of it.
+    """
+    hooks = list(cfg.get("custom_hooks") or [])
+    if any(isinstance(hook, Mapping) and hook.get("type") == PLAIN_CHECKPOINTS for hook in hooks):
+        return False
+    cfg["custom_hooks"] = [*hooks, dict(type=PLAIN_CHECKPOINTS)]
     return True
 
 
