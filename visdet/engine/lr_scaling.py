@@ -65,7 +65,8 @@ def lr_scaling(auto_scale_lr: Mapping[str, Any] | None, world_size: int, batch_s
     real = world_size * batch_size * accumulative_counts
     ratio = real / base
     rule = auto_scale_lr.get("rule", "linear")
-    batch = (f"the real batch {real} (= {world_size} processes x batch_size {batch_size} x accumulative_counts "
+    processes = f"{world_size} process{'es' if world_size != 1 else ''}"
+    batch = (f"the real batch {real} (= {processes} x batch_size {batch_size} x accumulative_counts "
              f"{accumulative_counts}) over base_batch_size {base}")
     name = (optimizer_type or "").rsplit(".", 1)[-1]
     if rule == "auto":
