@@ -194,8 +194,7 @@ class OptimizerRegistry(Registry):
         mmengine's ``build_from_cfg`` switches to the default scope's registry (``switch_scope_and_registry``,
         importing ``'<scope>.registry'``) before a lookup; visdet resolves names before building, so it does too.
         """
-        current = DefaultScope.get_current_instance()
-        scope = current.scope_name if current is not None else None
+        scope = getattr(DefaultScope.get_current_instance(), "scope_name", None)
         if scope in (None, self._scope, "mmengine"):
             return None
         root = self._get_root_registry()
@@ -218,10 +217,8 @@ class OptimizerRegistry(Registry):
 
     def get_in_scope(self, key: str) -> Any:
         """``key``'s class as mmengine's build finds it: the default scope's project first, then ``get``."""
-        scope, name = self.split_scope_key(key)
-        if scope is None and name in self.project_names():
-            return self.scope_registry().get(name)  # type: ignore[union-attr]
-        return self.get(key)
+        in_project = self.split_scope_key(key)[0] is None and key in self.project_names()
+        return self.scope_registry().get(key) if in_project else self.get(key)  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         lines = [f"OptimizerRegistry(name={self.name}, scope={self.scope}, {len(self)} optimizers)"]

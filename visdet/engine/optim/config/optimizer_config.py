@@ -209,7 +209,8 @@ def _parse_zero(name: str, cls: type, kwargs: dict[str, Any], key: str) -> Optim
 
     mmengine resolves ``optimizer_type`` in torch.optim only; here any
     registered optimizer can be sharded, and the remaining keywords are
-    checked against that optimizer.
+    checked against that optimizer. torch's class is built as visdet's
+    subclass, whose ``state_dict()`` consolidates (``config/zero_redundancy.py``).
     """
     given = [k for k in ZERO_KEYS if k in kwargs]
     if not given:
@@ -229,6 +230,11 @@ def _parse_zero(name: str, cls: type, kwargs: dict[str, Any], key: str) -> Optim
         names=(*own_names, *inner.keywords.names),
         defaults={**inner.keywords.defaults, **own.defaults},
     )
+    # Imported here: torch.distributed.optim costs noticeably more to import than the rest.
+    from visdet.engine.optim.config.zero_redundancy import ZeroRedundancyOptimizer
+
+    if cls is _zero_class():  # torch's own: visdet's subclass gathers the shards in state_dict()
+        cls = ZeroRedundancyOptimizer
     return OptimizerConfig(
         name=name, cls=cls, kwargs={**zero_kwargs, **inner.kwargs}, keywords=keywords, key=key, inner=inner
     )
