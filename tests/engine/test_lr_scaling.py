@@ -89,3 +89,16 @@ def test_preflight_checks_the_rule(tmp_path):
     cfg.auto_scale_lr = dict(enable=True, base_batch_size=16, rule="square")
     with pytest.raises(ConfigError, match=r"auto_scale_lr\.rule: must be one of 'linear', 'sqrt', 'auto'"):
         check_config(cfg)
+
+
+def test_under_a_flexible_runner_what_its_strategy_would_drop_is_refused():
+    from visdet.engine.preflight_sections import check_runtime_sections
+    from visdet.errors import ConfigError
+
+    cfg = dict(runner_type="FlexibleRunner", auto_scale_lr=dict(enable=True, base_batch_size=16, rule="sqrt"))
+    with pytest.raises(ConfigError, match=r"auto_scale_lr: rule='sqrt' is not applied under runner_type"):
+        check_runtime_sections(cfg, training=True)
+    cfg = dict(runner_type="FlexibleRunner", auto_scale_lr=dict(enable=True, base_batch_size=16),
+               optim_wrapper=dict(accumulative_counts=2))
+    with pytest.raises(ConfigError, match="accumulative_counts=2 is not applied"):
+        check_runtime_sections(cfg, training=True)

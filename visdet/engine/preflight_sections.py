@@ -241,6 +241,22 @@ _AUTO_SCALE_LR_KEYS = ("enable", "base_batch_size", "rule")  # rule: visdet/engi
 _ENV_KEYS = ("cudnn_benchmark", "mp_cfg", "dist_cfg", "resource_limit")
 
 
+def _check_flexible_auto_scale_lr(cfg: Mapping[str, Any], auto_scale_lr: Mapping[str, Any]) -> None:
+    """Under ``runner_type`` (FlexibleRunner) mmengine's strategy scales the lr: linearly, by processes x batch_size.
+
+    visdet's ``Runner.scale_lr`` (``rule``, ``accumulative_counts``) is not on
+    that path, so what it would add is refused rather than silently dropped.
+    """
+    rule = auto_scale_lr.get("rule", "linear")
+    optim_wrapper = cfg.get("optim_wrapper")
+    counts = optim_wrapper.get("accumulative_counts", 1) if isinstance(optim_wrapper, Mapping) else 1
+    if rule != "linear" or counts != 1:
+        what = f"rule={rule!r}" if rule != "linear" else f"optim_wrapper.accumulative_counts={counts}"
+        raise ConfigError(f"{what} is not applied under runner_type={cfg.get('runner_type')!r}: its strategy "
+                          "scales the lr itself, linearly by processes x batch_size only; use rule='linear' "
+                          "without accumulation there, or set the lr by hand", "auto_scale_lr")
+
+
 def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
     """auto_scale_lr, env_cfg, randomness, log_processor, visualizer: what the Runner reads from each."""
     from mmengine.runner import LogProcessor, Runner
@@ -262,6 +278,8 @@ def check_runtime_sections(cfg: Mapping[str, Any], training: bool) -> None:
             if auto_scale_lr["rule"] not in RULES:
                 raise ConfigError(f"must be one of {', '.join(map(repr, RULES))} (how the lr follows the batch), "
                                   f"got {auto_scale_lr['rule']!r}", "auto_scale_lr.rule")
+        if auto_scale_lr.get("enable") and cfg.get("runner_type") is not None:
+            _check_flexible_auto_scale_lr(cfg, auto_scale_lr)
         if auto_scale_lr.get("enable"):
             if "base_batch_size" not in auto_scale_lr:
                 raise ConfigError("needs base_batch_size (the total batch size the lr was tuned for) when "
