@@ -32,14 +32,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(
 
 
 def write_config(path: Path, data: Path, ema_hook: dict) -> Path:
-    """The small config on its own data, 4 iterations with validation after 2 and 4, the shipped hooks + ema_hook."""
+    """The small config on its data (4 val images), 4 iterations, validation after 2 and 4, shipped hooks + ema_hook."""
     base_hooks = list(Config.fromfile(str(SMALL)).custom_hooks)
     data_root = f"{data}/"
     path.write_text(f"""
 _base_ = {str(SMALL)!r}
 custom_imports = dict(imports=["ema_fingerprint"], allow_failed_imports=False)
 data_root = {data_root!r}
-embedded_data = dict(root=data_root)
+embedded_data = dict(root=data_root, num_val=4)
 train_dataloader = dict(dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = dict(dataset=dict(data_root=data_root))
