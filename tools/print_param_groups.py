@@ -70,6 +70,25 @@ def layer_decay_table(plan: Any) -> list[str]:
         ["layer", "scale", "tensors", "first", "last"], rows)
 
 
+def plan_of(model: Any, optim_wrapper: dict[str, Any]) -> Any:
+    """The plan of the config's constructor when it is a visdet subclass (LearningRateDecayOptimizerConstructor...).
+
+    ``report.plan_for`` plans with the default constructor, which would refuse
+    a subclass's own keys (MMDetection's ``decay_rate``); the subclass's
+    ``__init__`` reads them, and its ``plan`` is what it builds.
+    """
+    from visdet.engine.optim.build.constructor import OptimWrapperConstructor
+    from visdet.engine.optim.build.report import plan_for
+    from visdet.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+    constructor = optim_wrapper.get("constructor")
+    cls = OPTIM_WRAPPER_CONSTRUCTORS.get(constructor) if isinstance(constructor, str) else constructor
+    if isinstance(cls, type) and issubclass(cls, OptimWrapperConstructor) and cls is not OptimWrapperConstructor:
+        cfg = {k: v for k, v in optim_wrapper.items() if k not in ("constructor", "paramwise_cfg")}
+        return cls(cfg, optim_wrapper.get("paramwise_cfg")).plan(model)
+    return plan_for(model, optim_wrapper)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
@@ -84,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: {exc}", file=sys.stderr)
             return 2
     init_default_scope(cfg.get("default_scope", "visdet"))
-    from visdet.engine.optim.build.report import format_plan, plan_for
+    from visdet.engine.optim.build.report import format_plan
     from visdet.registry import MODELS
 
     if "model" not in cfg or "optim_wrapper" not in cfg:
@@ -92,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = MODELS.build(cfg.model)
     try:
-        plan = plan_for(model, cfg.optim_wrapper.to_dict())
+        plan = plan_of(model, cfg.optim_wrapper.to_dict())
     except OptimizerConfigError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 2

@@ -106,3 +106,18 @@ def test_layer_decay_scales_and_auto_scaled_lrs_are_shown(capsys):
     assert "the lr is multiplied by 0.5" in out
     stem = next(line for line in out.splitlines() if line.startswith("backbone.conv1.weight"))
     assert f"{3e-4 * 0.5 ** 5 * 0.5:.4g}" in stem and "layer_decay[0]" in stem
+
+
+def test_mmdets_layer_decay_constructor_is_shown_as_it_builds(capsys):
+    spec = importlib.util.spec_from_file_location("print_param_groups_mmdet", REPO / "tools" / "print_param_groups.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    status = tool.main([str(REPO / "configs/faster_rcnn_r18_small.py"), "--cfg-options",
+                        "optim_wrapper.constructor=LearningRateDecayOptimizerConstructor",
+                        "optim_wrapper.paramwise_cfg.decay_rate=0.5", "optim_wrapper.paramwise_cfg.num_layers=8"])
+    out = capsys.readouterr().out
+    assert status == 0
+    stem = next(line for line in out.splitlines() if line.startswith("backbone.conv1.weight"))
+    assert f"{3e-4 * 0.5 ** 9:.4g}" in stem
+    table = out[out.index("Layer-wise lr decay"):].splitlines()
+    assert table[-1].split()[:2] == ["9", "1"]
