@@ -139,24 +139,16 @@ class ResNet(BaseModule):
         ``prefix``: neck, heads) is ``max_layer_id - 1``, the deepest, whose lr
         is not decayed.
         """
-        stages = [getattr(self, name) for name in self.res_layers]
-        if decay_type == "stage_wise":
-            ids = {name: i + 1 for i, name in enumerate(self.res_layers)}
-            blocks_before = None
-        else:
-            counts = [len(stage) for stage in stages]
-            ids = {}
-            blocks_before = {name: 1 + sum(counts[:i]) for i, name in enumerate(self.res_layers)}
-        max_layer_id = (len(stages) if decay_type == "stage_wise" else sum(len(s) for s in stages)) + 2
-        if not param_name.startswith(prefix):
-            return max_layer_id - 1, max_layer_id
-        parts = param_name[len(prefix):].split(".")
+        stage_wise = decay_type == "stage_wise"
+        blocks = [len(getattr(self, name)) for name in self.res_layers]
+        # the first id of each stage: its index (stage-wise) or 1 + the blocks before it (layer-wise)
+        first = {name: i + 1 if stage_wise else 1 + sum(blocks[:i]) for i, name in enumerate(self.res_layers)}
+        max_layer_id = (len(blocks) if stage_wise else sum(blocks)) + 2
+        parts = param_name[len(prefix):].split(".") if param_name.startswith(prefix) else [""]
         if parts[0] in ("conv1", "bn1"):
             return 0, max_layer_id
-        if parts[0] in ids:
-            return ids[parts[0]], max_layer_id
-        if blocks_before is not None and parts[0] in blocks_before:
-            return blocks_before[parts[0]] + int(parts[1]), max_layer_id
+        if parts[0] in first:
+            return first[parts[0]] + (0 if stage_wise else int(parts[1])), max_layer_id
         return max_layer_id - 1, max_layer_id
 
     def train(self, mode: bool = True) -> "ResNet":
