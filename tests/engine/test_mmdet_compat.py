@@ -98,3 +98,28 @@ def test_one_missing_type_keeps_the_did_you_mean():
 
 def test_a_known_config_names_no_missing_type():
     assert mmdet_compat.missing_types(load_config("configs/mmdet/faster-rcnn_r50_fpn_1x_coco.py")) == []
+
+
+def test_a_downstream_projects_scope_is_searched_too():
+    """Types registered in a project's own registries (default_scope='myproj') are not reported missing."""
+    import uuid
+
+    from mmengine.hooks import Hook
+    from mmengine.registry import Registry
+
+    from visdet.registry import HOOKS, MODELS
+
+    scope = f"proj{uuid.uuid4().hex[:8]}"
+    hooks = Registry("hook", parent=HOOKS, scope=scope)
+    models = Registry("model", parent=MODELS, scope=scope)
+    hooks.register_module("ProjHook", module=type("ProjHook", (Hook,), {}))
+    models.register_module("ProjLoss", module=type("ProjLoss", (), {}))
+    cfg = Config.fromfile(SMALL)
+    cfg.default_hooks["proj"] = dict(type="ProjHook")
+    cfg.model.roi_head.bbox_head.loss_bbox.type = "ProjLoss"
+    assert [name for _, name, _ in mmdet_compat.missing_types(cfg)] == ["ProjLoss", "ProjHook"]  # model first
+    cfg.default_scope = scope
+    assert mmdet_compat.missing_types(cfg) == []
+    cfg.default_scope = "visdet"
+    cfg.default_hooks["proj"]["_scope_"] = scope
+    assert [name for _, name, _ in mmdet_compat.missing_types(cfg)] == ["ProjLoss"]

@@ -250,13 +250,29 @@ def _instead(name: str, what: str, registries: tuple[Registry, ...]) -> str:
     return f"{close.lstrip('; ')} {listed}" if close else listed
 
 
+def _in_scope(registries: tuple[Registry, ...], scope: Any) -> tuple[Registry, ...]:
+    """``registries`` plus, for a downstream project's scope (``default_scope``/``_scope_``), its registries."""
+    if not isinstance(scope, str) or scope == VISDET:
+        return registries
+    found = (r._get_root_registry()._search_child(scope) for r in registries)
+    return registries + tuple(r for r in found if r is not None)
+
+
 def missing_types(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(config path of the type, name, what visdet has instead) for each type no visdet registry resolves."""
+    """(config path of the type, name, what visdet has instead) for each type no registry in scope resolves.
+
+    visdet's registries (and mmengine's, their parents) are searched, and those of
+    the config's ``default_scope`` or a component's ``_scope_`` when a downstream
+    project registered its own, as mmengine's builders would.
+    """
     tables = _registries()
     missing = []
     for what, path, component in typed_components(cfg):
         name = component.get("type")
-        if not isinstance(name, str) or any(r.get(name) is not None for r in tables[what]):
+        if not isinstance(name, str):
+            continue
+        scoped = _in_scope(_in_scope(tables[what], cfg.get("default_scope")), component.get("_scope_"))
+        if any(r.get(name) is not None for r in scoped):
             continue
         missing.append((f"{path}.type", name, _instead(name, what, tables[what])))
     return missing
