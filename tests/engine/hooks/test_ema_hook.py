@@ -238,3 +238,28 @@ def test_tools_train_refuses_a_bad_ema_type_before_training(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("visdet:")]
     assert len(lines) == 1 and "custom_hooks[5].ema_type: unknown ema_type 'EMA'" in lines[0], result.stderr[-2000:]
+
+
+def test_the_hook_itself_refuses_what_the_check_refuses():
+    from types import SimpleNamespace
+
+    from visdet.engine.hooks.ema_hook import EMAHook
+    from visdet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^EMAHook\.ema_type: unknown ema_type 'ExpMomentEMA'; did you mean"):
+        EMAHook(ema_type="ExpMomentEMA")
+    with pytest.raises(ConfigError, match=r"^EMAHook\.begin_iter: is 10, after the last iteration \(4\)"):
+        EMAHook(begin_iter=10).before_train(SimpleNamespace(max_iters=4, max_epochs=1))
+
+
+def test_raw_weights_selects_them_on_every_ema_hook_or_adds_one():
+    from visdet.engine.hooks.ema_checks import select_test_weights
+
+    cfg = Config.fromfile(str(EMA_CONFIG))
+    select_test_weights(cfg, raw=False)
+    assert "test_weights" not in cfg.custom_hooks[-1]
+    select_test_weights(cfg, raw=True)
+    assert cfg.custom_hooks[-1]["test_weights"] == "raw" and len(cfg.custom_hooks) == 6
+    plain = Config.fromfile(str(SMALL))  # no EMAHook: its checkpoint's raw weights still need one to be read
+    select_test_weights(plain, raw=True)
+    assert plain.custom_hooks[-1] == dict(type="EMAHook", test_weights="raw") and len(plain.custom_hooks) == 6
