@@ -250,6 +250,7 @@ def test_the_hook_itself_refuses_what_the_check_refuses():
         EMAHook(ema_type="ExpMomentEMA")
     with pytest.raises(ConfigError, match=r"^EMAHook\.begin_iter: is 10, after the last iteration \(4\)"):
         EMAHook(begin_iter=10).before_train(SimpleNamespace(max_iters=4, max_epochs=1))
+    assert EMAHook(ema_type="mmdet.ExpMomentumEMA").ema_cfg["type"] == "ExpMomentumEMA"  # MMDetection's scope prefix
 
 
 def test_raw_weights_selects_them_on_every_ema_hook_or_adds_one():
