@@ -172,3 +172,26 @@ def test_an_unknown_default_scope_leaves_visdets_lookup_and_errors_alone():
     with DefaultScope.overwrite_default_scope("no_such_project_here"):
         assert parse_optimizer_cfg(dict(type="SGD", lr=0.1)).cls is torch.optim.SGD
         _refused(dict(type="AdamWW"), f"{KEY}.type", "unknown optimizer type 'AdamWW'; did you mean 'AdamW'")
+
+
+def test_mmengines_own_custom_scope_case_builds():
+    """mmengine's test_default_optimizer_constructor, last part: a scope with a space, ``model_params`` first."""
+    import mmengine.registry
+    from mmengine.registry import DefaultScope, Registry
+
+    from visdet.engine.optim import DefaultOptimWrapperConstructor
+
+    custom = Registry("custom optimizer", scope="custom optimizer", parent=mmengine.registry.OPTIMIZERS)
+
+    class CustomOptimizer(torch.optim.SGD):
+        def __init__(self, model_params, *args, **kwargs):
+            super().__init__(model_params, *args, **kwargs)
+
+    custom.register_module()(CustomOptimizer)
+    try:
+        with DefaultScope.overwrite_default_scope("custom optimizer"):
+            wrapper = DefaultOptimWrapperConstructor(dict(optimizer=dict(type="CustomOptimizer", lr=0.1)))(
+                torch.nn.Conv2d(3, 4, 3))
+        assert type(wrapper.optimizer) is CustomOptimizer and wrapper.optimizer.param_groups[0]["lr"] == 0.1
+    finally:
+        mmengine.registry.OPTIMIZERS.children.pop("custom optimizer")
