@@ -112,3 +112,13 @@ def test_per_module_optimizer_on_the_detector_trains_and_resumes_exactly(small_c
     resumed_wrapper.update_params(_loss(resumed))
     for (name, a), b in zip(model.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_muon_with_flattened_kernels_builds_on_a_detector_with_frozen_stages(small_cfg):
+    model = _detector(small_cfg, frozen_stages=1)
+    cfg = dict(optimizer=dict(type="Muon", lr=0.02, flatten_conv=True, fallback=dict(type="AdamW", lr=1e-3)))
+    optimizer = OptimWrapperConstructor(cfg)(model).optimizer
+    fallback = {id(p) for g in optimizer.optimizers["fallback"].param_groups for p in g["params"]}
+    assert id(model.backbone.layer1[0].conv1.weight) in fallback  # frozen: no 2-D view, the fallback holds it
+    matrix_shapes = [tuple(p.shape) for g in optimizer.optimizers["matrix"].param_groups for p in g["params"]]
+    assert (128, 64 * 9) in matrix_shapes  # layer2's trainable kernels, as matrices

@@ -53,6 +53,10 @@ def test_flatten_conv_routes_hidden_conv_kernels_but_never_the_stem():
     model.stem.weight.requires_grad_(False)
     routes = route_parameters(model, flatten_conv=True)
     assert routes["stem.weight"].route == "fallback" and routes["conv.weight"].route == "matrix"
+    # A frozen hidden kernel has no 2-D view (its gradient hook needs requires_grad): the fallback takes it.
+    model.conv.weight.requires_grad_(False)
+    routes = route_parameters(model, flatten_conv=True)
+    assert routes["conv.weight"].route == "fallback" and "frozen conv kernel" in routes["conv.weight"].reason
 
 
 def test_fallback_keys_match_whole_name_parts():

@@ -225,6 +225,8 @@ class OptimWrapperConstructor:
         param_plan, reasons = self._plan_params(model)
         if type(self).add_params is not OptimWrapperConstructor.add_params:  # a subclass's own groups
             param_plan.settings = self._settings_from_add_params(model, param_plan)
+            kept = {s.name for s in param_plan.settings}
+            param_plan.frozen = [name for name in param_plan.frozen if name in kept]  # the log says "in the optimizer"
         if not param_plan.settings:
             raise OptimizerConfigError("the model has no parameters to optimize", f"{WRAPPER_KEY}.optimizer")
         if self.low_rank is not None:  # GaLore / APOLLO: the targets' 2-D weights get the projection keys

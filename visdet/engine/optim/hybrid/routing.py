@@ -76,8 +76,9 @@ def route_parameters(
     5. a 2-D ``weight``/``*_weight`` -> matrix; any other 2-D tensor (tokens,
        queries, bias tables) -> fallback;
     6. a conv kernel (``weight`` with more than 2 dims) -> matrix when
-       ``flatten_conv`` (optimized as ``(out, in * k * k)`` via ``matrix_view``),
-       else fallback; other N-D tensors (position embeddings) -> fallback.
+       ``flatten_conv`` (optimized as ``(out, in * k * k)`` via ``matrix_view``)
+       and it is not frozen at build time, else fallback; other N-D tensors
+       (position embeddings) -> fallback.
 
     Args:
         model: The model. Frozen parameters (``requires_grad=False``) are routed
@@ -161,6 +162,8 @@ def _decide(
         return FALLBACK, f"{param.ndim}-D parameter '{local}' is not a layer weight"
     if not flatten_conv:
         return FALLBACK, "conv kernel; set flatten_conv=True to route it to Muon"
+    if not param.requires_grad:  # its 2-D view mirrors gradients through a hook torch allows only then
+        return FALLBACK, "frozen conv kernel (a 2-D view needs requires_grad=True at build time)"
     if not has_matrix_view(param):
         return FALLBACK, f"conv kernel whose memory layout (strides {tuple(param.stride())}) has no 2-D view"
     flat = param.shape[0], param.numel() // max(param.shape[0], 1)
