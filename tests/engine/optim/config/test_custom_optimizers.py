@@ -91,3 +91,19 @@ def test_a_longer_key_without_optimizer_takes_its_part_back_to_the_main_optimize
     optimizer = ctor(model).optimizer
     main = {id(p) for g in optimizer.optimizers["main"].param_groups for p in g["params"]}
     assert id(model.backbone[1].weight) in main and id(model.backbone[0].weight) not in main  # the longest key wins
+
+
+def test_the_preflight_check_refuses_a_bad_nested_optimizer_before_training():
+    from mmengine.config import Config
+
+    from testutils import REPO
+    from visdet.engine.preflight import check_config
+    from visdet.errors import ConfigError
+
+    cfg = Config.fromfile(str(REPO / "configs/faster_rcnn_r18_small.py"))
+    cfg.optim_wrapper.paramwise_cfg.custom_keys = {"backbone": dict(optimizer=dict(type="SGD", momentun=0.9))}
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert str(info.value).startswith(f"{KEY}.optimizer: SGD got an unknown argument 'momentun'; did you mean")
+    cfg.optim_wrapper.paramwise_cfg.custom_keys = {"backbone": dict(optimizer=dict(type="SGD", momentum=0.9))}
+    check_config(cfg)
