@@ -71,10 +71,25 @@ def check_strategy_config(cfg: Mapping[str, Any]) -> None:
         raise StrategyConfigError(
             f"unknown strategy '{name}'{suggestion_text(name, KNOWN_STRATEGIES)} Known: {', '.join(KNOWN_STRATEGIES)}",
             "strategy.type")
+    _check_no_per_module_optimizers(cfg, name)
     if name == DEEPSPEED:
         _check_deepspeed(cfg, strategy)
     elif name == FSDP:
         _check_fsdp(cfg, strategy)
+
+
+def _check_no_per_module_optimizers(cfg: Mapping[str, Any], name: str) -> None:
+    """Per-module optimizers (``custom_keys[k].optimizer``) run behind visdet's HybridOptimizer, which neither
+    FSDP (it re-creates the optimizer by class on flat shards) nor DeepSpeed's engine (one optimizer of its own)
+    can take."""
+    paramwise = (cfg.get("optim_wrapper") or {}).get("paramwise_cfg")
+    custom = paramwise.get("custom_keys") if isinstance(paramwise, Mapping) else None
+    for key, rule in (custom.items() if isinstance(custom, Mapping) else ()):
+        if isinstance(rule, Mapping) and "optimizer" in rule:
+            raise StrategyConfigError(
+                f"a per-module optimizer cannot run under {name}, which needs one optimizer of one class; drop this "
+                "optimizer (the entry's lr_mult/decay_mult still apply) or train with DDP (tools/dist_train.sh "
+                "without a strategy)", f"optim_wrapper.paramwise_cfg.custom_keys[{key!r}].optimizer")
 
 
 def _check_keys(strategy: Mapping[str, Any], cls: type) -> None:

@@ -107,3 +107,16 @@ def test_the_preflight_check_refuses_a_bad_nested_optimizer_before_training():
     assert str(info.value).startswith(f"{KEY}.optimizer: SGD got an unknown argument 'momentun'; did you mean")
     cfg.optim_wrapper.paramwise_cfg.custom_keys = {"backbone": dict(optimizer=dict(type="SGD", momentum=0.9))}
     check_config(cfg)
+
+
+@pytest.mark.parametrize("strategy", ["DeepSpeedStrategy", "FSDPStrategy"])
+def test_strategies_that_need_one_optimizer_refuse_per_module_optimizers(strategy):
+    from visdet.engine.strategies.checks import check_strategy_config
+    from visdet.errors import ConfigError
+
+    cfg = dict(runner_type="FlexibleRunner", strategy=dict(type=strategy),
+               optim_wrapper=dict(optimizer=dict(type="AdamW", lr=1e-3),
+                                  paramwise_cfg=dict(custom_keys={"backbone": dict(optimizer=dict(type="SGD"))})))
+    with pytest.raises(ConfigError) as info:
+        check_strategy_config(cfg)
+    assert str(info.value).startswith(f"{KEY}.optimizer: a per-module optimizer cannot run under {strategy}")
