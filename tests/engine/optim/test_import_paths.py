@@ -45,13 +45,14 @@ def test_constructor_builds_visdets_wrapper():
     assert isinstance(wrapper.optimizer, torch.optim.SGD)
 
 
-def test_build_optim_wrapper_takes_mmengines_arguments_and_uses_visdets_registries():
+@pytest.mark.parametrize("scope", ["mmengine", "visdet"])
+def test_build_optim_wrapper_takes_mmengines_arguments_and_uses_visdets_registries(scope):
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
-    assert DefaultScope.get_current_instance() is None
-    wrapper = build_optim_wrapper(model, dict(
-        optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05),
-        paramwise_cfg=dict(norm_decay_mult=0.0),
-        clip_grad=dict(max_norm=1.0)))
+    with DefaultScope.overwrite_default_scope(scope):  # mmengine's own function would give its wrapper here
+        wrapper = build_optim_wrapper(model, dict(
+            optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.05),
+            paramwise_cfg=dict(norm_decay_mult=0.0),
+            clip_grad=dict(max_norm=1.0)))
     assert isinstance(wrapper, VisdetOptimWrapper)  # visdet's wrapper, not mmengine's
     decays = sorted(g["weight_decay"] for g in wrapper.optimizer.param_groups)
     assert decays[0] == 0.0 and decays[-1] == 0.05

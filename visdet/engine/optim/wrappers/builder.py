@@ -28,7 +28,9 @@ def build_optim_wrapper(model: nn.Module, cfg: Mapping[str, Any]) -> Any:
 
     ``constructor`` (default ``'DefaultOptimWrapperConstructor'``, visdet's)
     and ``paramwise_cfg`` are popped from a copy of ``cfg`` and handed to the
-    constructor. With no default scope set, visdet's is used for the build.
+    constructor. With no default scope set, or mmengine's, visdet's is used
+    for the build; another project's scope is kept (its own constructor, if
+    it registers one, is found as in mmengine).
 
     Raises:
         OptimizerConfigError: ``cfg`` is not a dict, or any mistake the
@@ -40,7 +42,8 @@ def build_optim_wrapper(model: nn.Module, cfg: Mapping[str, Any]) -> Any:
     constructor_type = wrapper_cfg.pop("constructor", "DefaultOptimWrapperConstructor")
     paramwise_cfg = wrapper_cfg.pop("paramwise_cfg", None)
     spec = dict(type=constructor_type, optim_wrapper_cfg=wrapper_cfg, paramwise_cfg=paramwise_cfg)
-    if DefaultScope.get_current_instance() is None:
+    current = DefaultScope.get_current_instance()
+    if current is None or current.scope_name == "mmengine":  # mmengine's root would give mmengine's constructor
         with DefaultScope.overwrite_default_scope(SCOPE):
             return OPTIM_WRAPPER_CONSTRUCTORS.build(spec)(model)
     return OPTIM_WRAPPER_CONSTRUCTORS.build(spec)(model)
