@@ -23,6 +23,7 @@ import ast
 import copy
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def snippets() -> list[Snippet]:
                 start = (number, stripped[3:].strip())
             elif start is not None and stripped == "```":
                 if start[1] in ("python", "python-notest"):
-                    found.append(Snippet(path, start[0], start[1], "\n".join(lines[start[0]:number - 1])))
+                    code = textwrap.dedent("\n".join(lines[start[0]:number - 1]))  # a fence inside a list item
+                    found.append(Snippet(path, start[0], start[1], code))
                 start = None
     return found
 
