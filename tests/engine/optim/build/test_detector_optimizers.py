@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
 import torch
@@ -103,7 +104,12 @@ def test_per_module_optimizer_on_the_detector_trains_and_resumes_exactly(small_c
     assert all(adamw.state[p]["step"] == 2 for p in model.neck.parameters())
 
     # Exact resume: a fresh model and wrapper loaded from the checkpoint take the same next step.
-    saved_model, saved_optim = copy.deepcopy(model.state_dict()), copy.deepcopy(wrapper.state_dict())
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optim": wrapper.state_dict()}, buffer)
+    buffer.seek(0)
+    checkpoint = torch.load(buffer, weights_only=True)  # a safe checkpoint: plain tensors and containers
+    saved_model, saved_optim = checkpoint["model"], checkpoint["optim"]
+    assert set(saved_optim["optimizers"]) == {"main", "backbone"}
     resumed = _detector(small_cfg)
     resumed.load_state_dict(saved_model)
     resumed_wrapper = OptimWrapperConstructor(_per_module_cfg(small_cfg))(resumed)
