@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import math
 import os
 import os.path as osp
@@ -194,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in (("--dataset-size", args.dataset_size), ("--world-size", args.world_size)):
             if value is not None and value < 1:
                 raise ConfigError(f"must be a positive integer, got {value}", name)
+        if args.print:  # stdout is the CSV: the build's INFO lines (implementation chosen, ...) stay out of it
+            from mmengine.logging import MMLogger
+
+            MMLogger.get_current_instance().setLevel(logging.WARNING)
         schedule = simulate(cfg, args.dataset_size, args.world_size)
         out = args.out or f"{osp.splitext(osp.basename(args.config))[0]}_schedule.png"
         if osp.dirname(out):

@@ -31,8 +31,8 @@ def adamw_run(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-3000:]
     rows: dict[tuple[int, int], tuple[float, float, float]] = {}
     lines = done.stdout.splitlines()
-    header = lines.index("iter,group,lr,momentum,weight_decay")
-    for line in lines[header + 1:]:
+    assert lines[0] == "iter,group,lr,momentum,weight_decay", lines[:3]  # stdout is the CSV alone
+    for line in lines[1:]:
         i, g, lr, momentum, decay = line.split(",")
         rows[int(i), int(g)] = (float(lr), float(momentum), float(decay))
     return out, rows, done.stderr
