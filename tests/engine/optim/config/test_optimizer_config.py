@@ -195,3 +195,22 @@ def test_mmengines_own_custom_scope_case_builds():
         assert type(wrapper.optimizer) is CustomOptimizer and wrapper.optimizer.param_groups[0]["lr"] == 0.1
     finally:
         mmengine.registry.OPTIMIZERS.children.pop("custom optimizer")
+
+
+@pytest.mark.parametrize("project_registry", ["root"], indirect=True)
+def test_the_preflight_check_finds_a_project_optimizer_under_the_configs_default_scope(project_registry):
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    from visdet.engine.preflight import check_config
+    from visdet.errors import ConfigError
+
+    scope, _ = project_registry
+    small = Path(__file__).resolve().parents[4] / "configs" / "faster_rcnn_r18_small.py"
+    cfg = Config.fromfile(str(small)).to_dict()
+    cfg["optim_wrapper"] = dict(optimizer=dict(type="MyOpt", lr=0.1, momentum=0.9))
+    check_config({**cfg, "default_scope": scope})
+    check_config({**cfg, "optim_wrapper": dict(optimizer=dict(type=f"{scope}.MyOpt", lr=0.1))})
+    with pytest.raises(ConfigError, match="optim_wrapper.optimizer.type: unknown optimizer type 'MyOpt'"):
+        check_config(cfg)  # visdet's scope: not visdet's name
