@@ -67,6 +67,7 @@ def _cfg(**changes) -> Config:
     ({"strategy.model_wrapper.use_orig_params": False}, "strategy.model_wrapper.use_orig_params", "by parameter name"),
     ({"optim_wrapper.optimizer": dict(_delete_=True, type="Muon", lr=0.02)}, "optim_wrapper.optimizer.type", "shards"),
     ({"strategy.skip_init_weight": True}, "strategy.skip_init_weight", "skip_init_weights"),
+    ({"optim_wrapper.clip_grad": dict(type="agc", clip_factor=0.01)}, "optim_wrapper.clip_grad.type", "per-unit"),
 ])
 def test_fsdp_config_mistakes_fail_before_training(changes, key, words):
     with pytest.raises(StrategyConfigError) as info:

@@ -200,6 +200,14 @@ def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
             f"visdet needs model_wrapper=dict(type='{FSDP_WRAPPER}', use_orig_params=True): the "
             "optimizer is built on the unwrapped model and moved onto FSDP's shards by parameter name, which "
             "only use_orig_params=True keeps", "strategy.model_wrapper.use_orig_params")
+    clip_grad = (cfg.get("optim_wrapper") or {}).get("clip_grad")
+    if isinstance(clip_grad, Mapping) and clip_grad.get("type") == "agc":
+        # Each rank holds flat 1-D shards: a unit's (row's) norms would be taken over pieces of rows.
+        raise StrategyConfigError(
+            "adaptive gradient clipping (type='agc') cannot run under FSDP: each process holds flat 1-D shards "
+            "of the parameters, so the per-unit norms it clips by would be wrong; use norm clipping, "
+            "clip_grad=dict(max_norm=10.0), or DDP (tools/dist_train.sh without a strategy)",
+            "optim_wrapper.clip_grad.type")
     optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
     if isinstance(optimizer, Mapping):
         name = _optimizer_type(cfg) or ""
