@@ -17,6 +17,6 @@ _base_ = "./faster_rcnn_adamw.py"
 # default runtime's hooks are repeated first (tests/engine/hooks/test_ema_hook.py checks they match).
 custom_hooks = [
     dict(type="CurvePlotHook"), dict(type="MemoryLogHook"), dict(type="PlainCheckpointHook"),
-    dict(type="RNGStateHook"), dict(type="ScheduleFreeHook"),
+    dict(type="RNGStateHook"), dict(type="ScheduleFreeHook"), dict(type="ZeroConsolidateHook"),
     dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, gamma=300, update_buffers=True, priority=49),
 ]

@@ -13,9 +13,10 @@ default_hooks = dict(
 # curves.png (loss and mAP) in the work dir at the end; peak memory in the log on CPU;
 # checkpoints that torch.load(weights_only=True) reads with no allowlist; RNG states in them
 # so that --resume continues exactly (with visdet's loops); schedule-free optimizers in eval
-# mode for validation and checkpoints (a no-op for every other optimizer).
+# mode for validation and checkpoints (a no-op for every other optimizer); ZeroRedundancyOptimizer
+# shards gathered on every rank before a save, so mmengine's own Runner saves them too (a no-op without ZeRO).
 custom_hooks = [dict(type="CurvePlotHook"), dict(type="MemoryLogHook"), dict(type="PlainCheckpointHook"),
-                dict(type="RNGStateHook"), dict(type="ScheduleFreeHook")]
+                dict(type="RNGStateHook"), dict(type="ScheduleFreeHook"), dict(type="ZeroConsolidateHook")]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -22,16 +22,13 @@ from visdet.registry import RUNNERS
 
 
 def consolidate_sharded_optimizer_state(optim_wrapper: Any) -> None:
-    """Gather every ZeroRedundancyOptimizer's shards onto rank 0 (a collective: call on all ranks)."""
-    try:
-        from torch.distributed.optim import ZeroRedundancyOptimizer
-    except ImportError:  # torch built without distributed
-        return
-    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, "values") else [optim_wrapper]
-    for wrapper in wrappers:
-        optimizer = getattr(wrapper, "optimizer", None)
-        if isinstance(optimizer, ZeroRedundancyOptimizer):
-            optimizer.consolidate_state_dict(to=0)
+    """Gather every ZeroRedundancyOptimizer's shards onto rank 0 (a collective: call on all ranks).
+
+    One that ``ZeroConsolidateHook`` gathered since its last step is not gathered again.
+    """
+    from visdet.engine.optim.config.zero_redundancy import gather_zero_shards
+
+    gather_zero_shards(optim_wrapper)
 
 
 def latest_checkpoint(work_dir: str) -> str | None:

@@ -203,12 +203,12 @@ def test_good_ema_configs_pass_the_check_without_warnings(hook, warnings_logged)
 
 
 @pytest.mark.parametrize("change, key, says", [
-    (dict(ema_type="ExpMomentEMA"), "custom_hooks[5].ema_type", "did you mean 'ExpMomentumEMA'?"),
-    (dict(momentum=1.5), "custom_hooks[5].momentum", "must be in (0, 1)"),
-    (dict(momentum=0), "custom_hooks[5].momentum", "must be in (0, 1)"),
-    (dict(gama=100), "custom_hooks[5].gama", "did you mean 'gamma'?"),
-    (dict(begin_iter=2, begin_epoch=1), "custom_hooks[5].begin_epoch", "not both"),
-    (dict(test_weights="last"), "custom_hooks[5].test_weights", "'ema', 'raw'"),
+    (dict(ema_type="ExpMomentEMA"), "custom_hooks[6].ema_type", "did you mean 'ExpMomentumEMA'?"),
+    (dict(momentum=1.5), "custom_hooks[6].momentum", "must be in (0, 1)"),
+    (dict(momentum=0), "custom_hooks[6].momentum", "must be in (0, 1)"),
+    (dict(gama=100), "custom_hooks[6].gama", "did you mean 'gamma'?"),
+    (dict(begin_iter=2, begin_epoch=1), "custom_hooks[6].begin_epoch", "not both"),
+    (dict(test_weights="last"), "custom_hooks[6].test_weights", "'ema', 'raw'"),
 ])
 def test_bad_ema_configs_are_one_config_error_naming_the_key(change, key, says, warnings_logged):
     from visdet.errors import ConfigError
@@ -221,13 +221,13 @@ def test_bad_ema_configs_are_one_config_error_naming_the_key(change, key, says, 
 def test_ema_with_a_schedule_free_optimizer_is_one_warning_naming_both(warnings_logged):
     messages = [m for m in _checked(YOLOX, warnings_logged, optimizer="schedule_free_adamw") if "EMAHook" in m]
     assert len(messages) == 1 and "\n" not in messages[0]
-    assert messages[0].startswith("custom_hooks[5]: EMAHook") and "AdamWScheduleFree (optim_wrapper.optimizer)" in (
+    assert messages[0].startswith("custom_hooks[6]: EMAHook") and "AdamWScheduleFree (optim_wrapper.optimizer)" in (
         messages[0])
 
 
 def test_an_optimizer_style_momentum_is_a_warning(warnings_logged):
     messages = _checked(dict(YOLOX, momentum=0.9998), warnings_logged)
-    assert any(m.startswith("custom_hooks[5].momentum: is 0.9998") and "momentum=0.0002" in m for m in messages)
+    assert any(m.startswith("custom_hooks[6].momentum: is 0.9998") and "momentum=0.0002" in m for m in messages)
 
 
 @pytest.mark.slow  # a tools/train.py process (its imports)
@@ -237,7 +237,7 @@ def test_tools_train_refuses_a_bad_ema_type_before_training(tmp_path):
                             capture_output=True, text=True, cwd=REPO, env=ENV, timeout=600)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("visdet:")]
-    assert len(lines) == 1 and "custom_hooks[5].ema_type: unknown ema_type 'EMA'" in lines[0], result.stderr[-2000:]
+    assert len(lines) == 1 and "custom_hooks[6].ema_type: unknown ema_type 'EMA'" in lines[0], result.stderr[-2000:]
 
 
 def test_the_hook_itself_refuses_what_the_check_refuses():
@@ -260,7 +260,7 @@ def test_raw_weights_selects_them_on_every_ema_hook_or_adds_one():
     select_test_weights(cfg, raw=False)
     assert "test_weights" not in cfg.custom_hooks[-1]
     select_test_weights(cfg, raw=True)
-    assert cfg.custom_hooks[-1]["test_weights"] == "raw" and len(cfg.custom_hooks) == 6
+    assert cfg.custom_hooks[-1]["test_weights"] == "raw" and len(cfg.custom_hooks) == 7
     plain = Config.fromfile(str(SMALL))  # no EMAHook: its checkpoint's raw weights still need one to be read
     select_test_weights(plain, raw=True)
-    assert plain.custom_hooks[-1] == dict(type="EMAHook", test_weights="raw") and len(plain.custom_hooks) == 6
+    assert plain.custom_hooks[-1] == dict(type="EMAHook", test_weights="raw") and len(plain.custom_hooks) == 7

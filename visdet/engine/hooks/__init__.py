@@ -8,6 +8,7 @@ from visdet.engine.hooks.plain_checkpoint_hook import PlainCheckpointHook
 from visdet.engine.hooks.rng_state_hook import RNGStateHook
 from visdet.engine.hooks.schedule_free import ScheduleFreeHook
 from visdet.engine.hooks.visualization_hook import DetVisualizationHook
+from visdet.engine.hooks.zero_consolidate_hook import ZeroConsolidateHook
 
 __all__ = ["CheckpointHook", "CurvePlotHook", "EMAHook", "MemoryLogHook", "PlainCheckpointHook", "RNGStateHook",
-           "ScheduleFreeHook", "DetVisualizationHook"]
+           "ScheduleFreeHook", "DetVisualizationHook", "ZeroConsolidateHook"]

@@ -8,9 +8,10 @@ every rank, as mmengine's own subclass and its tests expect) fails with it.
 This subclass consolidates inside ``state_dict()`` (a collective: call it on
 every rank), returns the full state on the rank it was gathered to and ``{}``
 elsewhere, as mmengine's does. A consolidation made beforehand
-(``visdet.engine.runner`` gathers on every rank, then saves on rank 0 alone) is
-reused until the next step or load, so rank 0 alone never starts a collective
-the other ranks do not join.
+(``visdet.engine.runner`` and ``ZeroConsolidateHook`` gather on every rank with
+:func:`gather_zero_shards`, then rank 0 alone saves) is reused until the next
+step or load, so rank 0 alone never starts a collective the other ranks do not
+join.
 
 It lives in the config layer because ``parse_optimizer_cfg`` is where a config's
 ``type`` becomes the class that is built; it imports only torch and, lazily,
@@ -71,3 +72,25 @@ class ZeroRedundancyOptimizer(TorchZeroRedundancyOptimizer):
         if self.rank != self._consolidated_to:
             return {}
         return super().state_dict()
+
+
+def gather_zero_shards(optim_wrapper: Any) -> int:
+    """Gather each ZeroRedundancyOptimizer's shards onto rank 0; how many were gathered.
+
+    A collective: call it on every rank. ``optim_wrapper`` is an optim wrapper,
+    a dict of them (mmengine's ``OptimWrapperDict``) or anything else (nothing
+    to gather). visdet's class gathered since its last step is left as it is, so
+    two callers before one save (the hook, then visdet's Runner) gather once;
+    torch's and mmengine's classes cannot tell, and are gathered every time.
+    """
+    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, "values") else [optim_wrapper]
+    gathered = 0
+    for wrapper in wrappers:
+        optimizer = getattr(wrapper, "optimizer", None)
+        if not isinstance(optimizer, TorchZeroRedundancyOptimizer):
+            continue
+        if isinstance(optimizer, ZeroRedundancyOptimizer) and optimizer._consolidated_to == 0:
+            continue
+        optimizer.consolidate_state_dict(to=0)
+        gathered += 1
+    return gathered
