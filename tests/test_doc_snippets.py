@@ -34,12 +34,6 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BASE_CONFIG = ROOT / "configs" / "faster_rcnn_r18_small.py"
 MAX_NOTEST = 6  # blocks that cannot run; each one is a claim no test checks
 TIMEOUT_S = 120
-#: Snippets known to fail, by file:line: why, and a test that the fault is still in the code (once it is fixed
-#: the snippet runs normally, so this table can only hide the one fault it names).
-KNOWN_BROKEN = {
-    "README.md:112": ("uses `model`, which the snippet never defines (README.md is edited by the lead)",
-                      lambda code: "model.parameters()" in code and "model =" not in code),
-}
 
 
 @dataclass(frozen=True)
@@ -132,10 +126,7 @@ def _check_fragment(statements: list[ast.Assign], base: dict) -> None:
 
 
 @pytest.mark.parametrize("snippet", RUNNABLE, ids=lambda s: s.name)
-def test_python_snippet_runs_as_written(snippet: Snippet, base_config: dict, request: pytest.FixtureRequest):
-    reason, still_broken = KNOWN_BROKEN.get(snippet.name, ("", lambda code: False))
-    if still_broken(snippet.code):
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+def test_python_snippet_runs_as_written(snippet: Snippet, base_config: dict):
     statements = config_statements(snippet.code)
     if statements is not None:
         _check_fragment(statements, base_config)

@@ -17,3 +17,7 @@ param_scheduler = [
     dict(type="CosineAnnealingLR", by_epoch=True, begin=0, end=max_epochs, eta_min_ratio=0.01,
          convert_to_iter_based=True),
 ]
+# lr tuned for 2 images per step (1 process x batch 2): --auto-scale-lr rescales it for another
+# total batch (processes x batch_size x accumulative_counts), linearly as MMDetection does;
+# rule='auto' takes the square root for Adam-like optimizers (timm's rule) except under a strategy.
+auto_scale_lr = dict(enable=False, base_batch_size=2)
