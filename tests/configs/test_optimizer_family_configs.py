@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 FAMILIES = sorted(p.name for p in (REPO / "configs").glob("faster_rcnn_*.py")
                   if not p.name.startswith("faster_rcnn_r18_small"))
 ITERATIONS = 10
+#: Trained by other tests of the default run too (DeepSpeedCPUAdam under ZeRO-2 offload, the Muon hybrid
+#: under the Runner); their family runs are long (`pytest -m long`).
+LONG_FAMILIES = ("faster_rcnn_deepspeed_cpu_adam.py", "faster_rcnn_muon.py")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,8 @@ def test_every_family_is_covered():
             "faster_rcnn_adafactor.py", "faster_rcnn_schedule_free_adamw.py"} <= set(FAMILIES)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.long) if n in LONG_FAMILIES else n
+                                  for n in FAMILIES])
 def test_family_config_trains_the_small_detector(name, small):
     cfg, batch = small
     from visdet.registry import MODELS

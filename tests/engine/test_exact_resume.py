@@ -49,10 +49,14 @@ def _assert_same(expected, got, what: str) -> None:
             assert torch.equal(a, b), f"{what}: {key} differs after resume"
 
 
+LONG = pytest.mark.long  # the other optimizers' states and a second epoch-loop kill: `pytest -m long` runs them
+
+
 @pytest.mark.parametrize("optimizer, loop, kill_at", [
-    ("adamw", "iter", "3"), ("adamw8bit", "iter", "3"), ("dadapt_adam", "iter", "3"), ("sgd", "iter", "3"),
-    ("muon", "iter", "3"),
-    ("adamw", "epoch", "10"),  # epoch loop: killed mid-epoch 2, after a validation
+    ("adamw", "iter", "3"),
+    pytest.param("adamw8bit", "iter", "3", marks=LONG), pytest.param("dadapt_adam", "iter", "3", marks=LONG),
+    pytest.param("sgd", "iter", "3", marks=LONG), pytest.param("muon", "iter", "3", marks=LONG),
+    pytest.param("adamw", "epoch", "10", marks=LONG),  # epoch loop: killed mid-epoch 2, after a validation
     ("adamw", "epoch", "val:1"),  # right after epoch 1's validation: resumed from the checkpoint the best save wrote
 ])
 def test_killed_and_resumed_run_matches_the_uninterrupted_one(tmp_path, optimizer, loop, kill_at):

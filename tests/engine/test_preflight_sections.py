@@ -68,7 +68,7 @@ def _check_warnings(cfg: Config, training: bool = True) -> list[str]:
     ({"auto_scale_lr.enabled": True}, "auto_scale_lr.enabled", "did you mean 'enable'"),
     ({"auto_scale_lr.base_batch_size": None}, "auto_scale_lr.base_batch_size", "positive integer"),
     ({"auto_scale_lr": dict(enable=True, base_batch_size=0)}, "auto_scale_lr.base_batch_size", "positive integer"),
-    ({"auto_scale_lr": dict(enable=True)}, "auto_scale_lr.base_batch_size", "needs base_batch_size"),
+    ({"auto_scale_lr": dict(_delete_=True, enable=True)}, "auto_scale_lr.base_batch_size", "needs base_batch_size"),
     ({"model.train_cfg.rcnn.sampler.nmu": 64}, "model.train_cfg.rcnn.sampler.nmu", "did you mean 'num'"),
     ({"model.train_cfg.rpn.assigner.pos_iou_th": 0.7}, "model.train_cfg.rpn.assigner.pos_iou_th",
      "did you mean 'pos_iou_thr'"),

@@ -43,7 +43,10 @@ def test_the_flag_scales_the_lr_on_the_runner_train_builds(tmp_path, monkeypatch
 
 
 def test_the_flag_without_a_base_batch_size_is_one_config_error(tmp_path, capsys):
-    status = _train_module().main([SMALL, "--work-dir", str(tmp_path), "--auto-scale-lr"])
+    # The shipped configs set base_batch_size (configs/_base_/schedules/adamw_cosine.py); a config without it:
+    config = tmp_path / "no_base_batch.py"
+    config.write_text(f"_base_ = [{str(REPO / SMALL)!r}]\nauto_scale_lr = dict(_delete_=True, enable=False)\n")
+    status = _train_module().main([str(config), "--work-dir", str(tmp_path), "--auto-scale-lr"])
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert "auto_scale_lr.base_batch_size: --auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N)" in err
