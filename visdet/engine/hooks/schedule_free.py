@@ -15,7 +15,6 @@ FlexibleRunner's). For any other optimizer the hook does nothing.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from visdet.engine.hooks.save_wrap import wrap_save_checkpoint
 from visdet.registry import HOOKS
 
 _WRAPPED = "_visdet_schedule_free_save"
@@ -77,12 +77,7 @@ class ScheduleFreeHook(Hook):
     priority = "VERY_HIGH"  # switch before other hooks look at the weights (EMA, checkpoint, val)
 
     def before_run(self, runner) -> None:
-        save = runner.save_checkpoint
-        if getattr(save, _WRAPPED, False):
-            return
-
-        @functools.wraps(save)
-        def save_in_eval_mode(*args: Any, **kwargs: Any) -> Any:
+        def save_in_eval_mode(save: Any, args: tuple, kwargs: dict) -> Any:
             training = self._set_mode(runner, "eval")
             try:
                 return save(*args, **kwargs)
@@ -90,8 +85,7 @@ class ScheduleFreeHook(Hook):
                 if training:
                     self._set_mode(runner, "train")
 
-        setattr(save_in_eval_mode, _WRAPPED, True)
-        runner.save_checkpoint = save_in_eval_mode
+        wrap_save_checkpoint(runner, _WRAPPED, save_in_eval_mode)
 
     def before_train(self, runner) -> None:
         # After a resume too: the checkpoint was saved in eval mode.

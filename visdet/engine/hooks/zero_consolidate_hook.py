@@ -19,11 +19,11 @@ reads the full state and keeps its own shard. A no-op without ZeRO.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from mmengine.hooks import Hook
 
+from visdet.engine.hooks.save_wrap import wrap_save_checkpoint
 from visdet.registry import HOOKS
 
 _WRAPPED = "_visdet_zero_gather_save"
@@ -41,18 +41,12 @@ class ZeroConsolidateHook(Hook):
     priority = "VERY_LOW"  # as CheckpointHook; the wrap is in place before any hook saves
 
     def before_run(self, runner) -> None:
-        save = runner.save_checkpoint
-        if getattr(save, _WRAPPED, False):
-            return
-
-        @functools.wraps(save)
-        def save_gathered(*args: Any, **kwargs: Any) -> Any:
+        def save_gathered(save: Any, args: tuple, kwargs: dict) -> Any:
             if kwargs.get("save_optimizer", args[3] if len(args) > 3 else True):  # mmengine's 4th argument
                 gather(runner)
             return save(*args, **kwargs)
 
-        setattr(save_gathered, _WRAPPED, True)
-        runner.save_checkpoint = save_gathered
+        wrap_save_checkpoint(runner, _WRAPPED, save_gathered)
 
 
 def gather(runner: Any) -> int:
