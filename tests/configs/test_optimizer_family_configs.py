@@ -20,6 +20,7 @@ from mmengine.registry import init_default_scope
 
 from visdet.datasets.embedded import EmbeddedDataSpec, ensure
 from visdet.engine.hooks.schedule_free import is_schedule_free
+from visdet.engine.optim.wrappers.train_step import train_step
 
 REPO = Path(__file__).resolve().parents[2]
 # The small config and its strategy variants (DeepSpeed/FSDP engines, tested in tests/engine) are not families.
@@ -70,7 +71,7 @@ def test_family_config_trains_the_small_detector(name, small):
     scheduler = LinearLR(wrapper, start_factor=warmup["start_factor"], by_epoch=False, begin=0, end=warmup["end"])
     losses = []
     for _ in range(ITERATIONS):
-        log_vars = model.train_step(batch, wrapper)
+        log_vars = train_step(model, batch, wrapper)
         scheduler.step()
         losses.append(float(log_vars["loss"]))
     assert all(math.isfinite(v) for v in losses), losses

@@ -25,7 +25,23 @@ from mmengine.runner import IterBasedTrainLoop as _IterBasedTrainLoop
 from mmengine.runner import ValLoop as _ValLoop
 
 from visdet.engine import rng_state
+from visdet.engine.optim.wrappers.train_step import train_step
 from visdet.registry import LOOPS
+
+
+class _DrivenTrainStep:
+    """``run_iter`` as mmengine 0.10's, with the iteration run by :func:`train_step`.
+
+    An optimizer that needs more than ``backward(); step()`` (a closure, each
+    loss term, a second-order backward) gets its wrapper's own iteration;
+    every other optimizer runs mmengine's ``model.train_step`` as before.
+    """
+
+    def _train_step(self, batch_idx: int, data_batch: Any) -> None:
+        self.runner.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
+        outputs = train_step(self.runner.model, data_batch, self.runner.optim_wrapper)
+        self.runner.call_hook("after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        self._iter += 1
 
 
 class _RestoresRNG:
@@ -40,8 +56,11 @@ class _RestoresRNG:
 
 
 @LOOPS.register_module()
-class EpochBasedTrainLoop(_RestoresRNG, _EpochBasedTrainLoop):
+class EpochBasedTrainLoop(_DrivenTrainStep, _RestoresRNG, _EpochBasedTrainLoop):
     """Epoch loop that continues a resumed epoch at the batch where the checkpoint was taken."""
+
+    def run_iter(self, idx: int, data_batch: Any) -> None:
+        self._train_step(idx, data_batch)
 
     def run_epoch(self) -> None:
         skip = self._iter - self._epoch * len(self.dataloader)
@@ -64,12 +83,15 @@ class EpochBasedTrainLoop(_RestoresRNG, _EpochBasedTrainLoop):
 
 
 @LOOPS.register_module()
-class IterBasedTrainLoop(_RestoresRNG, _IterBasedTrainLoop):
+class IterBasedTrainLoop(_DrivenTrainStep, _RestoresRNG, _IterBasedTrainLoop):
     """Iteration loop that restores the RNG state once the trained batches are skipped.
 
     ``run`` is mmengine 0.10's, with the restore added between skipping and the
     first new batch (there is no hook point there).
     """
+
+    def run_iter(self, data_batch: Any) -> None:
+        self._train_step(self._iter, data_batch)
 
     def run(self) -> None:
         self.runner.call_hook("before_train")

@@ -34,6 +34,7 @@ import torch
 from visdet.engine.optim.config.wrapper_checks import check_accumulative_counts, check_clip_grad
 from visdet.engine.optim.wrappers.agc import adaptive_clip_grad_
 from visdet.engine.optim.wrappers.nonfinite import GRADS, LOSS, NonFiniteSkipCounter
+from visdet.engine.optim.wrappers.train_step import driver_for
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 
@@ -109,6 +110,16 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
     def _guards_nonfinite(self) -> bool:
         """Whether this wrapper checks for non-finite values (subclasses with a loss scaler say no)."""
         return True
+
+    def drive_train_step(self, model: torch.nn.Module, data: Any) -> dict:
+        """One training iteration by the driver of this optimizer's kind (closure, loss list, ...).
+
+        ``NotImplemented`` for a plain optimizer: the caller
+        (:func:`~visdet.engine.optim.wrappers.train_step.train_step`) then runs
+        mmengine's ``model.train_step``.
+        """
+        found = driver_for(self.optimizer)
+        return NotImplemented if found is None else found[1](self, model, data)
 
     def update_params(  # type: ignore[override]
         self, loss: torch.Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None

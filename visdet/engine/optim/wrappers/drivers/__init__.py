@@ -1,0 +1,7 @@
+"""The drivers of optimizers that need their own training iteration, one module per kind.
+
+Importing this package registers every driver with
+:func:`visdet.engine.optim.wrappers.train_step.register_driver`; a new kind is
+one module here and one import line below.
+"""
+from __future__ import annotations
