@@ -8,3 +8,4 @@ fill ``OPTIMIZERS`` while these modules import ``visdet.registry``.
 """
 from visdet.engine.optim.build import constructor, layer_decay_constructor  # noqa: F401
 from visdet.engine.optim.wrappers import amp_wrapper, optim_wrapper  # noqa: F401  (imported for registration)
+from visdet.engine.optim.wrappers import in_backward  # noqa: F401  (imported for registration)

@@ -110,6 +110,9 @@ def check_wrapper_cfg(cfg: Mapping[str, Any], wrapper_cls: type) -> None:
     if "max_nonfinite_steps" in cfg:  # visdet's OptimWrapper/AmpOptimWrapper; others refuse the key above
         check_max_nonfinite_steps(cfg["max_nonfinite_steps"])
     check_clip_grad(cfg.get("clip_grad"))
+    own_check = getattr(wrapper_cls, "check_options", None)  # a wrapper's refusals of its own (in-backward's)
+    if callable(own_check):
+        own_check(cfg)
 
 
 # --- AmpOptimWrapper's keys ---------------------------------------------------
