@@ -208,6 +208,13 @@ def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
             "of the parameters, so the per-unit norms it clips by would be wrong; use norm clipping, "
             "clip_grad=dict(max_norm=10.0), or DDP (tools/dist_train.sh without a strategy)",
             "optim_wrapper.clip_grad.type")
+    wrapper_type = (cfg.get("optim_wrapper") or {}).get("type", "")
+    if isinstance(wrapper_type, str) and wrapper_type.split(".")[-1] == "InBackwardOptimWrapper":
+        # Its hooks would step each local gradient before FSDP's reduce-scatter, on unsharded parameters.
+        raise StrategyConfigError(
+            "InBackwardOptimWrapper cannot run under FSDP: it steps each parameter from a hook as its local "
+            "gradient is ready, before FSDP has reduced and sharded it; use type='OptimWrapper'",
+            "optim_wrapper.type")
     optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
     if isinstance(optimizer, Mapping):
         name = _optimizer_type(cfg) or ""
