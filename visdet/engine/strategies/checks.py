@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from visdet.engine.optim.catalog.spec import Need
 from visdet.engine.strategies.lookup import optimizer_spec, strategy_class
 from visdet.engine.strategies.names import (DEEPSPEED, DEEPSPEED_WRAPPER, FLEXIBLE_RUNNER, FSDP, FSDP_WRAPPER,
                                             KNOWN_STRATEGIES, StrategyConfigError)
@@ -72,6 +73,7 @@ def check_strategy_config(cfg: Mapping[str, Any]) -> None:
             f"unknown strategy '{name}'{suggestion_text(name, KNOWN_STRATEGIES)} Known: {', '.join(KNOWN_STRATEGIES)}",
             "strategy.type")
     _check_no_per_module_optimizers(cfg, name)
+    _check_no_create_graph(cfg, name)
     if name == DEEPSPEED:
         _check_deepspeed(cfg, strategy)
     elif name == FSDP:
@@ -90,6 +92,23 @@ def _check_no_per_module_optimizers(cfg: Mapping[str, Any], name: str) -> None:
                 f"a per-module optimizer cannot run under {name}, which needs one optimizer of one class; drop this "
                 "optimizer (the entry's lr_mult/decay_mult still apply) or train with DDP (tools/dist_train.sh "
                 "without a strategy)", f"optim_wrapper.paramwise_cfg.custom_keys[{key!r}].optimizer")
+
+
+def _check_no_create_graph(cfg: Mapping[str, Any], name: str) -> None:
+    """Second-order optimizers (SophiaH, AdaHessian; nested in a wrapper too) need visdet's OptimWrapper to
+    back-propagate with create_graph=True (wrappers/drivers/second_order.py); DeepSpeed's engine runs its own
+    backward and FSDP's reduce-scattered gradient shards carry no graph."""
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
+    key = "optim_wrapper.optimizer"
+    while isinstance(optimizer, Mapping):
+        spec = optimizer_spec(optimizer.get("type") if isinstance(optimizer.get("type"), str) else None)
+        if spec is not None and Need.CREATE_GRAPH in spec.needs:
+            raise StrategyConfigError(
+                f"{spec.name} estimates the Hessian by differentiating the gradients again "
+                f"(backward(create_graph=True)), which {name} cannot do: its gradients carry no graph; "
+                "train it without a strategy (one process)", f"{key}.type")
+        inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
+        optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
 
 
 def _check_keys(strategy: Mapping[str, Any], cls: type) -> None:

@@ -4,6 +4,11 @@ The level rule is mmdet's (``floor(log2(sqrt(area) / finest_scale))``), not
 torchvision's ``MultiScaleRoIAlign`` rule (canonical 224 at level 4), so that
 mmdet configs behave as documented; pooling is torchvision's ``roi_align``
 (mmcv-lite has no compiled ops), with ``aligned=True`` like mmcv's RoIAlign.
+
+torchvision's kernel has no double backward; while ``double_backward`` is set
+(by the second-order optimizers' driver, for the forward passes whose gradients
+it differentiates again) the same pooling runs in plain tensor ops instead
+(:mod:`~visdet.models.roi_heads.twice_differentiable_roi_align`).
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from mmengine.model import BaseModule
 from torchvision.ops import roi_align
 
 from visdet.models.errors import ModelConfigError
+from visdet.models.roi_heads import twice_differentiable_roi_align
 from visdet.registry import MODELS
 
 _KEY = "model.roi_head.bbox_roi_extractor"
@@ -28,7 +34,15 @@ class SingleRoIExtractor(BaseModule):
         out_channels: Channels of the features.
         featmap_strides: Stride of each level used.
         finest_scale: RoIs smaller than this (sqrt of area) go to the finest level.
+
+    Attributes:
+        double_backward: Pool with the twice-differentiable RoIAlign (same
+            numbers, slower) instead of torchvision's kernel. Off by default;
+            visdet's second-order driver turns it on around the forward passes
+            it runs with ``create_graph=True``.
     """
+
+    double_backward: bool = False
 
     def __init__(self, roi_layer: dict, out_channels: int, featmap_strides: Sequence[int],
                  finest_scale: int = 56, init_cfg: dict | list | None = None) -> None:
@@ -63,16 +77,17 @@ class SingleRoIExtractor(BaseModule):
     def forward(self, feats: Sequence[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
         """(K, C, h, w) features of ``rois`` (K, 5: batch index, x1, y1, x2, y2)."""
         num_levels = len(feats)
+        pool = twice_differentiable_roi_align.roi_align if self.double_backward else roi_align
         out = feats[0].new_zeros(rois.size(0), self.out_channels, *self.output_size)
         if rois.size(0) == 0:
             return out
         if num_levels == 1:
-            return roi_align(feats[0], rois, self.output_size, 1.0 / self.featmap_strides[0],
+            return pool(feats[0], rois, self.output_size, 1.0 / self.featmap_strides[0],
                              self.sampling_ratio, self.aligned)
         levels = self.map_roi_levels(rois, num_levels)
         for i in range(num_levels):
             inds = torch.nonzero(levels == i).squeeze(1)
             if inds.numel() > 0:
-                out[inds] = roi_align(feats[i], rois[inds], self.output_size, 1.0 / self.featmap_strides[i],
+                out[inds] = pool(feats[i], rois[inds], self.output_size, 1.0 / self.featmap_strides[i],
                                       self.sampling_ratio, self.aligned)
         return out

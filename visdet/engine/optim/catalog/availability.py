@@ -75,7 +75,9 @@ def need_met(need: Need) -> bool:
         return False  # only DeepSpeed's own engine can satisfy it
     if need is Need.CXX_COMPILER:
         return shutil.which(os.environ.get("CXX", "c++")) is not None
-    if need in (Need.CLOSURE, Need.CREATE_GRAPH, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
+    if need is Need.CREATE_GRAPH:
+        return True  # visdet's OptimWrapper drives it (wrappers/drivers/second_order.py)
+    if need in (Need.CLOSURE, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
         return False  # met only by how it is built or driven, never by the machine
     raise ValueError(f"unknown need {need!r}")
 

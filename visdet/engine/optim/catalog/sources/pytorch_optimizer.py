@@ -44,11 +44,13 @@ _MUON = (
 _SCHEDULE_FREE = SCHEDULE_FREE_MODES
 _IN_BACKWARD = "updates inside backward: call fused_backward(loss, lr) instead of backward(); step()"
 _WARMUP = RECTIFICATION_WARMUP
+_SECOND_ORDER = ("Hutchinson Hessian-diagonal estimates: visdet's second-order driver back-propagates with "
+                 "create_graph=True on the steps that make one (not under DeepSpeed/FSDP, DDP, float16 loss scaling)")
 
 # What each class needs beyond a plain backward(); step() with only lr.
 SPECIAL: dict[str, OptimizerSpec] = {
-    "AdaHessian": facts(needs=(Need.CREATE_GRAPH,), notes="Hutchinson Hessian-diagonal estimates"),
-    "SophiaH": facts(needs=(Need.CREATE_GRAPH,), notes="Hutchinson Hessian-diagonal estimates"),
+    "AdaHessian": facts(needs=(Need.CREATE_GRAPH,), notes=_SECOND_ORDER),
+    "SophiaH": facts(needs=(Need.CREATE_GRAPH,), notes=_SECOND_ORDER),
     "AliG": facts(needs=(Need.CLOSURE,), notes="its step size comes from the loss the closure returns"),
     "SAM": facts(needs=(Need.BASE_OPTIMIZER, Need.CLOSURE), notes=_SAM),
     "FriendlySAM": facts(needs=(Need.BASE_OPTIMIZER, Need.CLOSURE), notes=_SAM),

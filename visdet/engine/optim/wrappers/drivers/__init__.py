@@ -5,3 +5,4 @@ Importing this package registers every driver with
 one module here and one import line below.
 """
 from __future__ import annotations
+from visdet.engine.optim.wrappers.drivers import second_order  # noqa: F401  (SophiaH, AdaHessian)
