@@ -37,6 +37,7 @@ must unscale and check all gradients before any step.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 from collections.abc import Iterator, Mapping
@@ -109,6 +110,10 @@ class InBackwardOptimWrapper(OptimWrapper):
         if found is not None:
             raise OptimizerConfigError(
                 f"{type(optimizer).__name__} needs its own training iteration ({found[0]}), which cannot run "
+                "inside backward; use type='OptimWrapper'", OPTIMIZER_KEY)
+        if _needs_closure(optimizer):
+            raise OptimizerConfigError(
+                f"{type(optimizer).__name__}.step needs a closure (it re-evaluates the loss), which cannot run "
                 "inside backward; use type='OptimWrapper'", OPTIMIZER_KEY)
         facade = optimizer if isinstance(optimizer, PerParameterOptimizer) else PerParameterOptimizer(optimizer)
         super().__init__(facade, max_nonfinite_steps=max_nonfinite_steps)
@@ -185,6 +190,15 @@ class InBackwardOptimWrapper(OptimWrapper):
     def zero_grad(self, **kwargs: Any) -> None:
         """Drop any gradient left (none after an in-backward step)."""
         self.optimizer.zero_grad()
+
+
+def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` requires a ``closure`` (LBFGS-like), read from its signature."""
+    try:
+        parameter = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 class _DropUnchangedClaim(logging.Filter):
