@@ -53,6 +53,7 @@ from visdet.engine.optim.config.optimizer_config import OptimizerConfig, parse_o
 from visdet.engine.optim.build.param_groups import ParamPlan, ParamSetting, plan_param_groups
 from visdet.engine.optim.build.add_params import declared_keys, settings_from_groups
 from visdet.engine.optim.build.notices import log_frozen_and_shared, warn_unused_custom_keys
+from visdet.engine.optim.build.muon_layout import layout_for
 from visdet.engine.optim.config.arguments import OptimizerConfigWarning
 from visdet.engine.optim.config.custom_optimizers import parse_custom_optimizers
 from visdet.engine.optim.config.paramwise import check_paramwise_cfg
@@ -156,6 +157,9 @@ class OptimWrapperConstructor:
             )
 
     def _main_routes(self) -> dict[str, OptimizerConfig]:
+        layout = layout_for(self.optimizer)
+        if layout is not None:  # use_muon groups: two parts of one optimizer (build/muon_layout.py)
+            return layout.routes(self.optimizer)
         fallback = self.optimizer.fallback
         if fallback is not None:
             return {MATRIX: self.optimizer, FALLBACK: fallback}
@@ -174,8 +178,9 @@ class OptimWrapperConstructor:
         """visdet's rules for ``module``'s parameters (named under ``prefix``), and why each took its route."""
         route_of: dict[str, str] = {}
         reasons: dict[str, str] = {}
-        if self.optimizer.is_hybrid:
-            decided = route_parameters(
+        layout = layout_for(self.optimizer)
+        if self.optimizer.is_hybrid or layout is not None:
+            decided = layout.route(module) if layout is not None else route_parameters(
                 module, flatten_conv=self.optimizer.flatten_conv, fallback_keys=self.optimizer.fallback_keys
             )
             for name, route in decided.items():
@@ -215,7 +220,7 @@ class OptimWrapperConstructor:
         self.add_params(groups, model)
         bases = {name: cfg.base() for name, cfg in self._routes().items()}
         return settings_from_groups(groups, f"{type(self).__name__}.add_params", model, planned, bases,
-                                    FALLBACK if self.optimizer.is_hybrid else MAIN)
+                                    FALLBACK if len(self._main_routes()) > 1 else MAIN)
 
     def plan(self, model: nn.Module) -> BuildPlan:
         """Decide routes, groups, lr and weight decay for ``model``'s parameters."""
@@ -227,6 +232,9 @@ class OptimWrapperConstructor:
             param_plan.settings = self._settings_from_add_params(model, param_plan)
             kept = {s.name for s in param_plan.settings}
             param_plan.frozen = [name for name in param_plan.frozen if name in kept]  # the log says "in the optimizer"
+        layout = layout_for(self.optimizer)
+        if layout is not None:
+            layout.flag(param_plan.settings)
         if not param_plan.settings:
             raise OptimizerConfigError("the model has no parameters to optimize", f"{WRAPPER_KEY}.optimizer")
         if self.low_rank is not None:  # GaLore / APOLLO: the targets' 2-D weights get the projection keys
@@ -249,6 +257,10 @@ class OptimWrapperConstructor:
         plan = self.plan(model)
         warn_unused_custom_keys(plan.param_plan)
         log_frozen_and_shared(plan.param_plan)
+        layout = layout_for(self.optimizer)
+        if layout is not None:  # one optimizer over both parts' use_muon groups
+            laid_out = layout.build(plan, self._build_optimizer)
+            return OPTIM_WRAPPERS.build(self.wrapper_cfg, default_args=dict(optimizer=laid_out))
         optimizers: dict[str, torch.optim.Optimizer] = {}
         views: dict[torch.Tensor, torch.Tensor] = {}
         for route, cfg in plan.routes.items():

@@ -32,6 +32,7 @@ NEED_TEXT = {
         "OptimWrapper does not do"
     ),
     Need.PARAM_LAYOUT: "needs its own parameter-group layout, which visdet's constructor does not build (see notes)",
+    Need.LORA_ADAPTERS: "needs LoRA adapter pairs (lora_A/lora_B), a model type visdet does not have",
     Need.BASE_OPTIMIZER: "wraps another optimizer: build it yourself and pass it in (see notes); not a config type",
     Need.MODEL: "takes the model itself, not its parameters: pass model=... (see notes)",
 }
@@ -75,6 +76,8 @@ def need_met(need: Need) -> bool:
         return False  # only DeepSpeed's own engine can satisfy it
     if need is Need.CXX_COMPILER:
         return shutil.which(os.environ.get("CXX", "c++")) is not None
+    if need is Need.LORA_ADAPTERS:
+        return False  # no visdet model has LoRA adapters
     if need is Need.CREATE_GRAPH:
         return True  # visdet's OptimWrapper drives it (wrappers/drivers/second_order.py)
     if need in (Need.CLOSURE, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
@@ -93,6 +96,8 @@ def unmet_needs(spec: OptimizerSpec, provided: frozenset[str] = frozenset()) -> 
     reasons = []
     for need in spec.needs:
         if any(name in provided for name in MET_BY_ARGUMENT.get(need, ())):
+            continue
+        if need is Need.PARAM_LAYOUT and spec.layout:  # the constructor builds it (build/muon_layout.py)
             continue
         if not need_met(need):
             reasons.append(NEED_TEXT[need])

@@ -28,6 +28,8 @@ class Need(str, Enum):
     # Built around something other than a parameter list; met when the build passes it.
     BASE_OPTIMIZER = "base_optimizer"  # wraps another optimizer instance
     MODEL = "model"  # takes the model itself
+    # A kind of model visdet does not have; never met (the notes say which).
+    LORA_ADAPTERS = "lora_adapters"  # LoRA A/B adapter pairs (LoRARite)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class OptimizerSpec:
             fallback optimizer (torch's Muon).
         shards_state: Shards another optimizer's state across processes
             (ZeroRedundancyOptimizer).
+        layout: The parameter-group layout visdet's constructor builds for it:
+            ``'use_muon'`` (pytorch-optimizer's Muon family: matrices in groups
+            flagged ``use_muon=True``, the rest ``use_muon=False``),
+            ``'use_muon_shapes'`` (the same, one Muon group per shape); empty
+            for a plain list of groups (see ``build/muon_layout.py``).
     """
 
     name: str = ""
@@ -78,6 +85,7 @@ class OptimizerSpec:
     offload: bool = False
     matrix_only: bool = False
     shards_state: bool = False
+    layout: str = ""
 
     @property
     def import_path(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from visdet.engine.optim.catalog.catalogue import spec_for_class
 from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.config.arguments import check_keywords, check_required, check_values
 from visdet.utils.signatures import Keywords, accepted_keywords
@@ -65,9 +66,12 @@ class OptimizerConfig:
 
 
 def is_matrix_only(cls: type) -> bool:
-    """Whether ``cls`` accepts only 2-D parameters (and so needs a fallback)."""
+    """Whether ``cls`` accepts only 2-D parameters (and so needs a fallback): its record says so (``matrix_only``)."""
     muon = getattr(torch.optim, "Muon", None)
-    return bool(getattr(cls, "visdet_matrix_only", False)) or (muon is not None and issubclass(cls, muon))
+    if bool(getattr(cls, "visdet_matrix_only", False)) or (muon is not None and issubclass(cls, muon)):
+        return True
+    spec = spec_for_class(cls)
+    return spec is not None and spec.matrix_only
 
 
 def _zero_class() -> type | None:

@@ -15,6 +15,8 @@ by stepping every class on CPU with pytorch-optimizer 4.1.0.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from visdet.engine.optim.catalog.notes import LR_IS_A_MULTIPLIER, RECTIFICATION_WARMUP, SCHEDULE_FREE_MODES
 from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import Need, OptimizerSpec, facts
@@ -38,8 +40,8 @@ SpectralSphere StableAdamW StableSPAM TAM TRAC Tiger VSGD WSAM Yogi
 _SAM = "sharpness-aware: first_step/second_step around two forward-backward passes"
 _WRAP = "wraps an optimizer instance: Cls(optimizer=AdamW(model.parameters()), ...)"
 _MUON = (
-    "expects groups flagged use_muon (see pytorch_optimizer.prepare_muon_parameters); "
-    "visdet's Muon route covers torch's Muon"
+    "visdet's constructor builds its use_muon groups with the Muon routing: matrices and conv kernels get the "
+    "Muon update (lr, weight_decay), the rest its AdamW part (adamw_lr, adamw_wd)"
 )
 _SCHEDULE_FREE = SCHEDULE_FREE_MODES
 _IN_BACKWARD = "updates inside backward: call fused_backward(loss, lr) instead of backward(); step()"
@@ -67,16 +69,22 @@ SPECIAL: dict[str, OptimizerSpec] = {
     "LOMO": facts(needs=(Need.MODEL,), notes=_IN_BACKWARD),
     "AdaLOMO": facts(needs=(Need.MODEL,), notes=_IN_BACKWARD),
     "AdamMini": facts(needs=(Need.MODEL,), notes="groups the model's parameters by block itself (transformer layouts)"),
-    "Muon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON),
-    "AdaMuon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON),
-    "AdaGO": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON),
-    "MuonClip": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON + "; per-head query/key clipping needs attention layers"),
-    "NorMuon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON),
-    "DistributedMuon": facts(needs=(Need.PARAM_LAYOUT, Need.DISTRIBUTED), notes=_MUON),
-    "SpectralSphere": facts(needs=(Need.PARAM_LAYOUT,), notes="2-D parameters only"),
-    "LoRARite": facts(needs=(Need.PARAM_LAYOUT,), notes="expects LoRA factors in alternating A, B order"),
-    "DeMo": facts(needs=(Need.DISTRIBUTED, Need.PARAM_LAYOUT),
-                 notes="compressed momentum exchange over a process group; its DCT fails on 4-D conv kernels in 4.1"),
+    "Muon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON, layout="use_muon"),
+    "AdaMuon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON, layout="use_muon"),
+    "AdaGO": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON, layout="use_muon"),
+    "MuonClip": facts(needs=(Need.PARAM_LAYOUT,), layout="use_muon", notes=_MUON + "; its per-head query/key "
+                      "clipping acts only when step(attention_max_logits=...) is given, which a detector never does"),
+    "NorMuon": facts(needs=(Need.PARAM_LAYOUT,), notes=_MUON, layout="use_muon"),
+    "DistributedMuon": facts(needs=(Need.PARAM_LAYOUT, Need.DISTRIBUTED), layout="use_muon_shapes",
+                             notes=_MUON + "; one Muon group per shape, as its all_gather of each block of "
+                             "world-size tensors needs equal shapes"),
+    "SpectralSphere": facts(notes="2-D parameters only: visdet routes the rest to a fallback (AdamW)",
+                            matrix_only=True),
+    "LoRARite": facts(needs=(Need.LORA_ADAPTERS,), notes="expects LoRA factors in alternating A, B order"),
+    "DeMo": facts(needs=(Need.DISTRIBUTED,), matrix_only=True,
+                 notes="compressed momentum exchange over a process group (replaces DDP's all-reduce); its DCT "
+                       "fails on 4-D conv kernels, so visdet gives it 2-D weights (flatten_conv=True: conv kernels "
+                       "as 2-D views) and the rest to a fallback (AdamW)"),
     "Ranger21": facts(notes="needs num_iterations (the total number of steps) for its built-in schedule"),
     "ScheduleFreeAdamW": facts(notes=_SCHEDULE_FREE),
     "ScheduleFreeSGD": facts(notes=_SCHEDULE_FREE),
@@ -109,9 +117,11 @@ NOTABLE: dict[str, OptimizerSpec] = {
 
 
 def _facts(class_name: str) -> OptimizerSpec:
-    """A class's description and state size (NOTABLE) with what it needs (SPECIAL)."""
+    """A class's description and state size (NOTABLE) with what it needs and its capabilities (SPECIAL)."""
     notable, special = NOTABLE.get(class_name, facts()), SPECIAL.get(class_name, facts())
-    return facts(notable.description, notable.state_bytes, notable.state_note, needs=special.needs, notes=special.notes)
+    # replace(): SPECIAL's capabilities (layout, matrix_only...) come along with its needs and notes.
+    return replace(special, description=notable.description, state_bytes=notable.state_bytes,
+                   state_note=notable.state_note)
 
 
 SOURCE = Source(
