@@ -166,6 +166,11 @@ def _check_deepspeed(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> Non
             "(e.g. gradient_clipping=10.0 for clip_grad=dict(max_norm=10.0))", "optim_wrapper.clip_grad")
     optimizer = _optimizer_type(cfg)
     spec = optimizer_spec(optimizer)
+    if spec is not None and spec.layout:  # build/muon_layout.py
+        raise StrategyConfigError(
+            f"'{optimizer}' cannot run under DeepSpeed: its engine hands the optimizer flat fp32 copies of the "
+            "parameter groups (ZeRO partitions, its fp16/bf16 optimizers), so the use_muon matrices lose their "
+            "shapes; use DDP (tools/dist_train.sh without a strategy)", "optim_wrapper.optimizer.type")
     offload = zero.get("offload_optimizer") or {}
     offload_device = offload.get("device", "none") if isinstance(offload, Mapping) else offload
     if offload_device not in (None, "none") and not (spec is not None and spec.offload) \
@@ -238,7 +243,7 @@ def _check_fsdp(cfg: Mapping[str, Any], strategy: Mapping[str, Any]) -> None:
     if isinstance(optimizer, Mapping):
         name = _optimizer_type(cfg) or ""
         spec = optimizer_spec(name)
-        if "fallback" in optimizer or (spec is not None and (spec.matrix_only or spec.shards_state)):
+        if "fallback" in optimizer or (spec is not None and (spec.matrix_only or spec.shards_state or spec.layout)):
             raise StrategyConfigError(
                 f"'{name}' cannot run under FSDP: FSDP hands the optimizer flat 1-D shards of the parameters, so "
                 "a split by shape (Muon and its fallback) or a second sharding (ZeroRedundancyOptimizer) has "
