@@ -74,6 +74,7 @@ def check_strategy_config(cfg: Mapping[str, Any]) -> None:
             "strategy.type")
     _check_no_per_module_optimizers(cfg, name)
     _check_no_create_graph(cfg, name)
+    _check_no_closure(cfg, name)
     if name == DEEPSPEED:
         _check_deepspeed(cfg, strategy)
     elif name == FSDP:
@@ -107,6 +108,23 @@ def _check_no_create_graph(cfg: Mapping[str, Any], name: str) -> None:
                 f"{spec.name} estimates the Hessian by differentiating the gradients again "
                 f"(backward(create_graph=True)), which {name} cannot do: its gradients carry no graph; "
                 "train it without a strategy (one process)", f"{key}.type")
+        inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
+        optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
+
+
+def _check_no_closure(cfg: Mapping[str, Any], name: str) -> None:
+    """Closure optimizers (SAM family, LBFGS, AliG, *ScheduleFreeClosure; nested in a wrapper too) need visdet's
+    OptimWrapper to re-run forward and backward inside step(closure) (wrappers/drivers/closure.py); DeepSpeed's
+    engine and FSDP's wrapper step without a closure."""
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
+    key = "optim_wrapper.optimizer"
+    while isinstance(optimizer, Mapping):
+        spec = optimizer_spec(optimizer.get("type") if isinstance(optimizer.get("type"), str) else None)
+        if spec is not None and Need.CLOSURE in spec.needs:
+            raise StrategyConfigError(
+                f"{spec.name} re-evaluates the loss on the same batch inside step(closure), which {name} cannot "
+                "drive: its engine runs one backward and steps without a closure; train it without a strategy "
+                "(visdet's OptimWrapper, one process or DDP)", f"{key}.type")
         inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
         optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
 

@@ -57,6 +57,7 @@ from visdet.engine.optim.build.muon_layout import layout_for
 from visdet.engine.optim.config.arguments import OptimizerConfigWarning
 from visdet.engine.optim.config.custom_optimizers import parse_custom_optimizers
 from visdet.engine.optim.config.paramwise import check_paramwise_cfg
+from visdet.engine.optim.config.closure_checks import check_closure_cfg
 from visdet.engine.optim.config.wrapper_checks import WRAPPER_KEY, check_wrapper_cfg
 from visdet.utils.signatures import Keywords
 
@@ -138,6 +139,7 @@ class OptimWrapperConstructor:
         self.wrapper_cfg = cfg
         self.optim_wrapper_cfg = cfg  # mmengine's name for it
         check_wrapper_cfg(cfg, self.wrapper_cls)  # the wrapper checks its values again: it is built directly too
+        check_closure_cfg(cfg, raw_optimizer)  # closure optimizers: no accumulation, no float16 scaler
         if paramwise_cfg is not None and not isinstance(paramwise_cfg, Mapping):
             raise OptimizerConfigError(
                 f"must be a dict like dict(norm_decay_mult=0.0), got {paramwise_cfg!r}", f"{WRAPPER_KEY}.paramwise_cfg"

@@ -24,8 +24,8 @@ NEED_TEXT = {
     ),
     Need.CXX_COMPILER: "needs a C++ compiler on PATH to JIT-compile its kernel (install g++)",
     Need.CLOSURE: (
-        "needs a closure: step(closure) re-runs forward and backward, which visdet's OptimWrapper "
-        "(backward, then step()) does not do"
+        "needs a closure: step(closure) re-runs forward and backward on the same batch, which visdet's "
+        "OptimWrapper and AmpOptimWrapper do (wrappers/drivers/closure.py) and DeepSpeed's/FSDP's engines do not"
     ),
     Need.CREATE_GRAPH: (
         "needs loss.backward(create_graph=True) for its Hessian-vector products, which visdet's "
@@ -80,6 +80,8 @@ def need_met(need: Need) -> bool:
         return False  # no visdet model has LoRA adapters
     if need is Need.CREATE_GRAPH:
         return True  # visdet's OptimWrapper drives it (wrappers/drivers/second_order.py)
+    if need is Need.CLOSURE:
+        return True  # visdet's OptimWrapper drives step(closure) (wrappers/drivers/closure.py)
     if need in (Need.CLOSURE, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
         return False  # met only by how it is built or driven, never by the machine
     raise ValueError(f"unknown need {need!r}")

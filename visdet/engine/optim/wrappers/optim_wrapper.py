@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from visdet.engine.optim.config.closure_checks import check_closure_interval
 from visdet.engine.optim.config.wrapper_checks import check_accumulative_counts, check_clip_grad
 from visdet.engine.optim.wrappers.agc import adaptive_clip_grad_
 from visdet.engine.optim.wrappers.nonfinite import GRADS, LOSS, NonFiniteSkipCounter
@@ -67,6 +68,10 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         max_nonfinite_steps: Stop training with :class:`NonFiniteTrainingError`
             when this many optimizer steps in a row were skipped for a
             non-finite loss or gradients. An integer >= 1.
+        closure_interval: For an optimizer of the SAM family (a closure
+            optimizer wrapping a base optimizer), perturb every this many
+            steps and step the base optimizer plainly in between
+            (:mod:`~visdet.engine.optim.wrappers.drivers.closure`). 1: every step.
 
     Attributes:
         nonfinite_skips: Steps skipped since the wrapper was built.
@@ -83,12 +88,15 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         accumulative_counts: int = 1,
         clip_grad: dict | None = None,
         max_nonfinite_steps: int = 10,
+        closure_interval: int = 1,
     ) -> None:
         # Checked here, not only by the constructor (which checks them before it sees the model): an
         # OptimWrapper or AmpOptimWrapper is also built directly, and mmengine would only ``assert``.
         check_accumulative_counts(accumulative_counts)
         check_clip_grad(clip_grad)
         self._init_counters(max_nonfinite_steps)  # checks max_nonfinite_steps
+        check_closure_interval(closure_interval)
+        self.closure_interval = int(closure_interval)
         clip_grad = dict(clip_grad) if clip_grad is not None else None  # mmengine pops 'type' from it
         self._clip_type = clip_grad.get("type", "norm") if clip_grad else None
         agc = clip_grad if self._clip_type == "agc" else None  # mmengine knows only 'norm' and 'value'

@@ -13,7 +13,8 @@ from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import Need, facts
 
 _MODES = SCHEDULE_FREE_MODES + "; no lr schedule needed, use warmup_steps"
-_CLOSURE = "step(closure) only; use the variant without 'Closure' in visdet"
+_CLOSURE = ("step(closure): visdet's closure driver re-runs forward and backward for it; the variant without "
+            "'Closure' needs one pass per step")
 
 SOURCE = Source(
     rank=70, package="schedulefree",

@@ -28,7 +28,8 @@ SOURCE = Source(
         "Rprop": facts("Resilient backprop: sign-based, full-batch", 8),
         "ASGD": facts("Averaged SGD", 4),
         "SparseAdam": facts("Adam for sparse gradients (nn.Embedding sparse=True)", 8),
-        "LBFGS": facts("Limited-memory BFGS; needs a closure, full-batch", 800, "history_size=100 x 2 vectors"),
+        "LBFGS": facts("Limited-memory BFGS; needs a closure, full-batch", 800, "history_size=100 x 2 vectors",
+                       needs=(Need.CLOSURE,)),
         "Muon": facts("Orthogonalised momentum (Newton-Schulz) for 2-D weights only", 4, matrix_only=True),
         "Adafactor": facts("Factored second moments (Shazeer & Stern, 2018)", None, "sub-linear (row+column factors)"),
         "ZeroRedundancyOptimizer": facts(

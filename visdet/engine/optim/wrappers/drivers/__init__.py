@@ -6,3 +6,4 @@ one module here and one import line below.
 """
 from __future__ import annotations
 from visdet.engine.optim.wrappers.drivers import second_order  # noqa: F401  (SophiaH, AdaHessian)
+from visdet.engine.optim.wrappers.drivers import closure  # noqa: F401  (SAM family, LBFGS, AliG, *ScheduleFreeClosure)
