@@ -126,7 +126,10 @@ class InBackwardOptimWrapper(OptimWrapper):
     def _hook(self, param: torch.Tensor) -> None:
         if not self._armed or param.grad is None:
             return  # a backward outside update_params/backward (a closure, a probe): leave the gradient
-        if self._bad_param is None and self._guards_nonfinite() and not bool(torch.isfinite(param.grad).all()):
+        # The inf-norm is a reduction without temporaries (NaN if any element is NaN); torch.isfinite(grad) would
+        # allocate copies of the gradient, adding to the very peak this wrapper lowers.
+        if self._bad_param is None and self._guards_nonfinite() and not math.isfinite(
+                torch.linalg.vector_norm(param.grad, float("inf"))):
             self._bad_param = self._names[param]
         if self._bad_param is None:
             with torch.no_grad():
