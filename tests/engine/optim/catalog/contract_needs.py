@@ -123,6 +123,13 @@ NEEDS: dict[tuple[str, str], Needs] = {
     (BNB, "PagedAdEMAMix8bit"): Needs(breaks_state=_PAGED_CPU),
 }
 
+# timm and grokadamw (sources/timm.py, sources/grokadamw.py):
+NEEDS.update({
+    ("timm", "Adahessian"): Needs(create_graph=True, why="Hutchinson Hessian-vector products of the gradients"),
+    ("grokadamw", "GrokAdamW"): Needs(breaks="a state_dict round trip does not continue identically: it keeps its "
+                                      "moments in param_groups keyed by the parameter tensors, not in optimizer.state"),
+})
+
 
 def package_key(package: str) -> str:
     """A pip name in PEP 503 form, so ``pytorch_optimizer`` and ``pytorch-optimizer`` match."""

@@ -103,6 +103,7 @@ def _t(package: str, class_name: str) -> Target:
 TORCH, BNB, DS = "torch", "bitsandbytes", "deepspeed"
 TRANSFORMERS, SCHEDULEFREE, OPTIMI = "transformers", "schedulefree", "torch-optimi"
 GALORE, APOLLO, PYOPT = "galore-torch", "apollo-torch", "pytorch-optimizer"
+TIMM, GROKADAMW = "timm", "grokadamw"
 
 _LION_BETAS = (
     "HF passes its adam_beta1/adam_beta2 (default (0.9, 0.999)) to Lion; this alias keeps Lion's own "
@@ -168,7 +169,70 @@ _HF: tuple[Alias | Refusal, ...] = (
             "optimizer state; use 'adamw_8bit' (bitsandbytes AdamW8bit)"),
     Refusal("adamw_torch_8bit", "hf", "torchao's AdamW8bit is not a visdet source; 'adamw_8bit' (bitsandbytes "
             "AdamW8bit) is the same idea with a different quantisation, write it if that is what you want"),
-    Refusal("grokadamw", "hf", "grokadamw's GrokAdamW is not a visdet source; use 'adamw_torch'"),
+    Alias("grokadamw", "hf", _t(GROKADAMW, "GrokAdamW"),
+          note="HF passes GrokAdamW's own defaults and no grokking_signal_fns: from a config, as from HF, the "
+               "grokking signal is 0"),
+)
+
+# timm's own classes (timm is a source since issue 15): the rest of timm 1.0.31's names, with the
+# defaults its OptimInfo table gives them (plus momentum=0.9 where it has one, as create_optimizer_v2
+# does); tests/engine/optim/catalog/test_source_timm.py holds this to timm's registry. A 'c' in front
+# is caution=True, a 'c' at the end corrected_weight_decay=True.
+_TIMM_OWN: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("adafactorbv", "AdafactorBigVision", dict(momentum=0.9)),
+    ("adafactorbvc", "AdafactorBigVision", dict(corrected_weight_decay=True, momentum=0.9)),
+    ("adahessian", "Adahessian", dict()),
+    ("adamc", "AdamWLegacy", dict(corrected_weight_decay=True)),
+    ("adamuon", "Muon", dict(algo='adamuon', momentum=0.9)),
+    ("adamwlegacy", "AdamWLegacy", dict()),
+    ("adan", "Adan", dict(no_prox=False)),
+    ("adanw", "Adan", dict(no_prox=True)),
+    ("adoptc", "Adopt", dict(decoupled=True, corrected_weight_decay=True)),
+    ("cadafactor", "Adafactor", dict(caution=True, betas=(0.9, 0.999))),
+    ("cadafactorbv", "AdafactorBigVision", dict(caution=True, momentum=0.9)),
+    ("cadafactorbvc", "AdafactorBigVision", dict(caution=True, corrected_weight_decay=True, momentum=0.9)),
+    ("cadamc", "AdamWLegacy", dict(caution=True, corrected_weight_decay=True)),
+    ("cadamp", "AdamP", dict(wd_ratio=0.01, nesterov=True, caution=True)),
+    ("cadamw", "AdamWLegacy", dict(caution=True)),
+    ("cadan", "Adan", dict(caution=True, no_prox=False)),
+    ("cadanw", "Adan", dict(caution=True, no_prox=True)),
+    ("cadopt", "Adopt", dict(caution=True)),
+    ("cadoptc", "Adopt", dict(decoupled=True, caution=True, corrected_weight_decay=True)),
+    ("cadoptw", "Adopt", dict(decoupled=True, caution=True)),
+    ("clamb", "Lamb", dict(caution=True)),
+    ("clambw", "Lamb", dict(caution=True, decoupled_decay=True)),
+    ("claprop", "LaProp", dict(caution=True)),
+    ("clion", "Lion", dict(caution=True)),
+    ("clionc", "Lion", dict(caution=True, corrected_weight_decay=True)),
+    ("cmars", "Mars", dict(caution=True)),
+    ("cnadamc", "NAdamW", dict(caution=True, corrected_weight_decay=True)),
+    ("cnadamw", "NAdamW", dict(caution=True)),
+    ("crmsproptf", "RMSpropTF", dict(alpha=0.9, caution=True, momentum=0.9)),
+    ("csgdc", "SGDW", dict(nesterov=True, caution=True, corrected_weight_decay=True, momentum=0.9)),
+    ("csgdp", "SGDP", dict(nesterov=True, caution=True, momentum=0.9)),
+    ("csgdw", "SGDW", dict(nesterov=True, caution=True, momentum=0.9)),
+    ("kronc", "Kron", dict(decoupled_decay=True, corrected_weight_decay=True, momentum=0.9)),
+    ("lambc", "Lamb", dict(trust_clip=True)),
+    ("lambcd", "Lamb", dict(decoupled_decay=True, corrected_weight_decay=True)),
+    ("lambcw", "Lamb", dict(trust_clip=True, decoupled_decay=True)),
+    ("laprop", "LaProp", dict()),
+    ("lapropc", "LaProp", dict(corrected_weight_decay=True)),
+    ("larc", "Lars", dict(trust_clip=True, momentum=0.9)),
+    ("lionc", "Lion", dict(corrected_weight_decay=True)),
+    ("nadamc", "NAdamW", dict(corrected_weight_decay=True)),
+    ("nadamlegacy", "NAdamLegacy", dict()),
+    ("nadamuon", "Muon", dict(algo='adamuon', nesterov=True, momentum=0.9)),
+    ("nadamw", "NAdamW", dict()),
+    ("nesterovw", "SGDW", dict(nesterov=True, momentum=0.9)),
+    ("nlarc", "Lars", dict(nesterov=True, trust_clip=True, momentum=0.9)),
+    ("nmuon", "Muon", dict(nesterov=True, momentum=0.9)),
+    ("novogradc", "NvNovoGrad", dict(decoupled_decay=True, corrected_weight_decay=True)),
+    ("novogradw", "NvNovoGrad", dict(decoupled_decay=True)),
+    ("radamlegacy", "RAdamLegacy", dict()),
+    ("rmsproptf", "RMSpropTF", dict(alpha=0.9, momentum=0.9)),
+    ("rmsproptfc", "RMSpropTF", dict(alpha=0.9, decoupled_decay=True, corrected_weight_decay=True, momentum=0.9)),
+    ("rmsproptfw", "RMSpropTF", dict(alpha=0.9, decoupled_decay=True, momentum=0.9)),
+    ("sgdc", "SGDW", dict(nesterov=True, corrected_weight_decay=True, momentum=0.9)),
 )
 
 # --- timm: _optim_factory.py (create_optimizer_v2 adds momentum=0.9 where the optimizer has one) ------
@@ -232,15 +296,7 @@ _TIMM: tuple[Alias | Refusal, ...] = (
             "(visdet picks torch's fused/foreach kernel)"),
     Refusal("fusednovograd", "timm", "Apex's FusedNovoGrad is not a visdet source; use 'novograd' "
             "(pytorch-optimizer's NovoGrad) with betas=(0.95, 0.98)"),
-    Refusal("rmsproptf", "timm", "TF-style RMSprop (epsilon inside the square root, accumulator started at 1) has "
-            "no implementation among visdet's sources; use 'timm:rmsprop' (torch's, alpha=0.9, momentum=0.9), "
-            "the closest"),
-    Refusal("nadamw", "timm", "timm's NAdamW has no exact match: torch's NAdam with decoupled_weight_decay=True adds "
-            "a momentum-decay schedule (momentum_decay=0.004) that it lacks; write that explicitly if it will do"),
-    Refusal("adafactorbv", "timm", "the Big Vision Adafactor variant is not in visdet's sources; use 'adafactor'"),
-    Refusal("larc", "timm", "pytorch-optimizer's LARS has no trust_clip; use 'lars' if unclipped trust ratios will do"),
-    Refusal("lambc", "timm",
-            "pytorch-optimizer's Lamb has no trust_clip; use 'lamb' if unclipped trust ratios will do"),
+    *(Alias(name, "timm", _t(TIMM, class_name), defaults) for name, class_name, defaults in _TIMM_OWN),
 )
 
 # --- LLM Foundry: llmfoundry/optim/__init__.py ----------------------------------------------------
