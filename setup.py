@@ -31,6 +31,7 @@ EXTRAS = {
     "galore": ["galore-torch>=1.0,<2"],
     "apollo": ["apollo-torch>=1.0.3,<2"],
     "pytorch-optimizer": ["pytorch-optimizer>=4.1,<5"],  # the catalogue in sources/pytorch_optimizer.py is 4.1's
+    "lomo-optim": ["lomo-optim>=0.1.1,<0.2"],  # HF's optim="lomo"/"adalomo"; imports transformers
     # timm.optim (NAdamW, RMSpropTF, Kron, Muon/AdaMuon, caution variants...); pulls huggingface_hub and
     # safetensors, used by visdet for nothing that reaches the network. grokadamw: HF's optim="grokadamw".
     "timm": ["timm>=1.0.31,<1.1"],  # sources/timm.py and its aliases are 1.0.31's

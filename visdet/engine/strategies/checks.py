@@ -74,6 +74,7 @@ def check_strategy_config(cfg: Mapping[str, Any]) -> None:
             "strategy.type")
     _check_no_per_module_optimizers(cfg, name)
     _check_no_create_graph(cfg, name)
+    _check_no_model_taking(cfg, name)
     _check_no_closure(cfg, name)
     if name == DEEPSPEED:
         _check_deepspeed(cfg, strategy)
@@ -127,6 +128,19 @@ def _check_no_closure(cfg: Mapping[str, Any], name: str) -> None:
                 "(visdet's OptimWrapper, one process or DDP)", f"{key}.type")
         inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
         optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
+
+
+def _check_no_model_taking(cfg: Mapping[str, Any], name: str) -> None:
+    """Optimizers built over the model (LOMO, AdaLOMO, Adam-mini; build/model_argument.py) walk its named
+    parameters themselves (LOMO hooks each one and updates inside backward): DeepSpeed's engine builds its
+    optimizer from parameter groups, and FSDP hands the optimizer flat shards under other names."""
+    optimizer_type = _optimizer_type(cfg)
+    spec = optimizer_spec(optimizer_type)
+    if spec is not None and Need.MODEL in spec.needs:
+        raise StrategyConfigError(
+            f"'{optimizer_type}' takes the model itself and walks its parameters (by name, or from hooks inside "
+            f"backward), which {name} cannot give it; train it without a strategy (one process)",
+            "optim_wrapper.optimizer.type")
 
 
 def _check_keys(strategy: Mapping[str, Any], cls: type) -> None:

@@ -40,6 +40,7 @@ from mmengine.optim.scheduler import ConstantLR
 from contract_needs import NEEDS, Needs, needs_for, unknown_keys
 from testutils import REPO, run_python
 from visdet.engine.optim import Need, OptimizerUnavailableError, get_catalog, list_optimizers
+from visdet.engine.optim.build.model_argument import build_with_model, takes_model, updates_in_backward
 from visdet.registry import OPTIMIZERS
 
 LR = 1e-2
@@ -83,16 +84,31 @@ def _step(optimizer: torch.optim.Optimizer, params, loss_fn: Loss, needs: Needs,
     if needs.closure:  # the closure driver's order (wrappers/drivers/closure.py): a first pass, then step(closure)
         closure()
         optimizer.step(closure)
+    elif updates_in_backward(optimizer):  # LOMO: its update runs in its own backward (the fused_backward driver's)
+        loss = loss_fn(params)
+        seen.append(loss.item())
+        optimizer.fused_backward(loss, optimizer.param_groups[0]["lr"])
     else:
         closure()
         optimizer.step()
     return seen[0]
 
 
+class _Holder(torch.nn.Module):
+    """A module over the test's parameters, for optimizers that take the model (named ``params.0``...)."""
+
+    def __init__(self, params) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterList(params)
+
+
 def _build(target: Any, params, needs: Needs, **kwargs: Any) -> torch.optim.Optimizer:
     cfg = {"lr": LR, **kwargs, **needs.kwargs}
-    optimizer = OPTIMIZERS.build({"type": target, "params": params, **cfg}) if isinstance(target, str) else target(
-        params, **cfg)
+    if takes_model(get_catalog().entries[target].resolve() if isinstance(target, str) else target):
+        optimizer = build_with_model(target, _Holder(params), **cfg)  # LOMO, Adam-mini: the constructor's build
+    else:
+        optimizer = OPTIMIZERS.build({"type": target, "params": params, **cfg}) if isinstance(target, str) else target(
+            params, **cfg)
     if callable(getattr(optimizer, "train", None)):
         optimizer.train()  # schedule-free optimizers step only in train mode
     return optimizer
@@ -259,7 +275,7 @@ def test_what_a_build_needs_beyond_lr_is_in_the_notes():
     for name, text in {"AdamWScheduleFreeClosure": "closure", "LBFGS": "closure"}.items():
         assert verdicts[name].runs_here and text in verdicts[name].notes + verdicts[name].description, name
     for name, text in {"Lookahead": "wraps another optimizer",
-                       "LOMO": "model", "pytorch_optimizer_Muon": "parameter-group layout"}.items():
+                       "pytorch_optimizer_Muon": "parameter-group layout"}.items():
         assert not verdicts[name].runs_here and text in verdicts[name].why_not, (name, verdicts[name].why_not)
 
 

@@ -54,6 +54,7 @@ from visdet.engine.optim.build.param_groups import ParamPlan, ParamSetting, plan
 from visdet.engine.optim.build.add_params import declared_keys, settings_from_groups
 from visdet.engine.optim.build.notices import log_frozen_and_shared, warn_unused_custom_keys
 from visdet.engine.optim.build.muon_layout import layout_for
+from visdet.engine.optim.build.model_argument import build_model_wrapper, check_model_config, takes_model
 from visdet.engine.optim.config.arguments import OptimizerConfigWarning
 from visdet.engine.optim.config.custom_optimizers import parse_custom_optimizers
 from visdet.engine.optim.config.paramwise import check_paramwise_cfg
@@ -145,6 +146,8 @@ class OptimWrapperConstructor:
                 f"must be a dict like dict(norm_decay_mult=0.0), got {paramwise_cfg!r}", f"{WRAPPER_KEY}.paramwise_cfg"
             )
         self.paramwise_cfg = dict(paramwise_cfg or {})
+        if takes_model(self.optimizer.cls):  # LOMO, Adam-mini: see build/model_argument.py
+            check_model_config(self.optimizer, self.paramwise_cfg, cfg, self.wrapper_cls)
         extra = declared_keys(type(self))
         self.custom_optimizers = parse_custom_optimizers(self.paramwise_cfg, (MAIN, MATRIX, FALLBACK))
         main_routes = self._main_routes()
@@ -256,6 +259,8 @@ class OptimWrapperConstructor:
         return plan
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
+        if takes_model(self.optimizer.cls):  # built over the model, not planned groups
+            return build_model_wrapper(self.optimizer, model, self.wrapper_cfg)
         plan = self.plan(model)
         warn_unused_custom_keys(plan.param_plan)
         log_frozen_and_shared(plan.param_plan)

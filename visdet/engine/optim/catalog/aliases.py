@@ -157,10 +157,9 @@ _HF: tuple[Alias | Refusal, ...] = (
             "parameter, stepped from gradient hooks) that visdet's OptimWrapper does not do; use 'galore_adafactor'"),
     Refusal("apollo_adamw_layerwise", "hf", "layer-wise APOLLO is a Trainer feature (one optimizer per parameter, "
             "stepped from gradient hooks) that visdet's OptimWrapper does not do; use 'apollo_adamw'"),
-    Refusal("lomo", "hf", "LOMO fuses the update into the backward pass and takes the model, not parameters: "
-            "a Trainer feature, not an optimizer visdet's OptimWrapper can drive; use e.g. 'adamw_torch'"),
-    Refusal("adalomo", "hf", "AdaLOMO fuses the update into the backward pass and takes the model, not "
-            "parameters: a Trainer feature, not an optimizer visdet's OptimWrapper can drive; use e.g. 'adafactor'"),
+    # HF builds lomo-optim's classes over the model and calls fused_backward; visdet does both (fused_backward driver).
+    Alias("lomo", "hf", _t("lomo-optim", "Lomo")),
+    Alias("adalomo", "hf", _t("lomo-optim", "AdaLomo")),
     Refusal("adamw_torch_xla", "hf", "torch_xla's syncfree AdamW needs an XLA device; on CPU/CUDA use 'adamw_torch'"),
     Refusal("adamw_torch_npu_fused", "hf", "torch_npu's fused AdamW needs an Ascend NPU; use 'adamw_torch_fused'"),
     Refusal("adamw_anyprecision", "hf", "torchdistx's AnyPrecisionAdamW is not a visdet source; use 'adamw_torch' "

@@ -82,6 +82,8 @@ def need_met(need: Need) -> bool:
         return True  # visdet's OptimWrapper drives it (wrappers/drivers/second_order.py)
     if need is Need.CLOSURE:
         return True  # visdet's OptimWrapper drives step(closure) (wrappers/drivers/closure.py)
+    if need is Need.MODEL:
+        return True  # visdet's constructor passes the model (build/model_argument.py)
     if need in (Need.CLOSURE, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
         return False  # met only by how it is built or driven, never by the machine
     raise ValueError(f"unknown need {need!r}")

@@ -44,7 +44,8 @@ _MUON = (
     "Muon update (lr, weight_decay), the rest its AdamW part (adamw_lr, adamw_wd)"
 )
 _SCHEDULE_FREE = SCHEDULE_FREE_MODES
-_IN_BACKWARD = "updates inside backward: call fused_backward(loss, lr) instead of backward(); step()"
+_IN_BACKWARD = ("takes the model; updates inside backward (fused_backward): no paramwise_cfg, no "
+                "gradient accumulation, clip_grad becomes its own clip_grad_norm/clip_grad_value")
 _WARMUP = RECTIFICATION_WARMUP
 _SECOND_ORDER = ("Hutchinson Hessian-diagonal estimates: visdet's second-order driver back-propagates with "
                  "create_graph=True on the steps that make one (not under DeepSpeed/FSDP, DDP, float16 loss scaling)")

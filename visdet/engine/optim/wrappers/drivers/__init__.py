@@ -7,3 +7,4 @@ one module here and one import line below.
 from __future__ import annotations
 from visdet.engine.optim.wrappers.drivers import second_order  # noqa: F401  (SophiaH, AdaHessian)
 from visdet.engine.optim.wrappers.drivers import closure  # noqa: F401  (SAM family, LBFGS, AliG, *ScheduleFreeClosure)
+from visdet.engine.optim.wrappers.drivers import fused_backward  # noqa: F401  (LOMO, AdaLOMO)
