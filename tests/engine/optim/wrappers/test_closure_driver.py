@@ -255,3 +255,30 @@ def test_a_directly_built_wrapper_refuses_accumulation_at_its_first_step():
     wrapper = OptimWrapper(_sam(model), accumulative_counts=2)
     with pytest.raises(OptimizerConfigError, match="accumulative_counts"):
         train_step(model, _data(), wrapper)
+
+
+def test_the_preflight_refuses_the_shipped_lbfgs_config_with_accumulation():
+    """tools/train.py's check (engine/preflight.py) runs the constructor's checks: exit 2 before any training."""
+    from mmengine.config import Config
+
+    from visdet.engine.preflight import check_optim_wrapper
+    from testutils import REPO
+
+    cfg = Config.fromfile(str(REPO / "configs" / "faster_rcnn_lbfgs.py"))
+    check_optim_wrapper(cfg)  # as shipped: accepted
+    cfg.optim_wrapper.accumulative_counts = 2
+    with pytest.raises(OptimizerConfigError, match="must be 1 for LBFGS") as raised:
+        check_optim_wrapper(cfg)
+    assert raised.value.key == "optim_wrapper.accumulative_counts"
+
+
+@pytest.mark.parametrize("strategy", ["DeepSpeedStrategy", "FSDPStrategy"])
+def test_strategies_refuse_closure_optimizers_at_check_time(strategy):
+    from visdet.engine.strategies.checks import check_strategy_config
+    from visdet.engine.strategies.names import StrategyConfigError
+
+    cfg = {"runner_type": "FlexibleRunner", "strategy": {"type": strategy},
+           "optim_wrapper": {"optimizer": {"type": "Lookahead", "optimizer": {"type": "AliG"}}}}
+    with pytest.raises(StrategyConfigError, match="AliG re-evaluates the loss") as raised:
+        check_strategy_config(cfg)
+    assert raised.value.key == "optim_wrapper.optimizer.optimizer.type"
