@@ -86,8 +86,9 @@ def estimates_hessian_next(optimizer: torch.optim.Optimizer) -> bool:
     """Whether its next ``step()`` estimates the Hessian (so this backward must keep the graph).
 
     pytorch-optimizer's rule: at step counts ``s`` (before the step) with
-    ``s % update_period == 0``. An optimizer without ``update_period`` is taken
-    to estimate it at every step.
+    ``s % update_period == 0``. An optimizer without ``update_period`` (timm's
+    Adahessian counts per parameter, ``update_each``) is taken to estimate it at
+    every step: always correct, only slower.
     """
     second = second_order_optimizer(optimizer)
     period = getattr(second, "update_period", None)
