@@ -4,7 +4,10 @@ bitsandbytes and DeepSpeed print at import ("Setting accelerator to CPU",
 native-library notices), partly from C code, so redirecting ``sys.stdout`` is
 not enough and would also leave their loggers bound to a dead stream. The
 file descriptors are redirected instead, and whatever was printed is re-logged
-at DEBUG level on the ``visdet`` logger, so nothing is lost.
+at DEBUG level on the ``visdet`` logger, so nothing is lost. A backend that
+configures logging at import (grokadamw 0.1 calls ``logging.basicConfig(level=INFO)``,
+after which every library's INFO records print) has the root logger's handlers and
+level put back: configuring the process's logging is the application's job.
 """
 from __future__ import annotations
 
@@ -57,5 +60,12 @@ def quiet_import(module: str) -> ModuleType:
     """``importlib.import_module`` with the backend's import-time output captured."""
     if module in sys.modules and sys.modules[module] is not None:
         return sys.modules[module]
-    with captured_output(module):
-        return importlib.import_module(module)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with captured_output(module):
+            return importlib.import_module(module)
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)

@@ -2,14 +2,19 @@
 quirks its catalogue notes state (state kept in param_groups, signal 0 from a config) are what it does."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
-from testutils import SmallNet
+from testutils import SmallNet, run_python
 from visdet.engine.optim import get_catalog
 from visdet.engine.optim.wrappers.builder import build_optim_wrapper
 
-grokadamw = pytest.importorskip("grokadamw")  # an optional source: installed by `.[grokadamw]` and in CI
+# An optional source (`.[grokadamw]`, installed in CI). Imported through the catalogue, as a build does:
+# a bare `import grokadamw` would configure the root logger for the rest of the test run.
+ENTRY = get_catalog().entries["GrokAdamW"]
+pytestmark = pytest.mark.skipif(not ENTRY.present, reason="grokadamw is not installed")
 
 
 def _wrapper(net: torch.nn.Module, **kwargs):
@@ -21,7 +26,7 @@ def test_hf_spelling_builds_grokadamw_and_trains_a_step():
     torch.manual_seed(0)
     net = SmallNet()
     wrapper = _wrapper(net)
-    assert type(wrapper.optimizer) is grokadamw.GrokAdamW
+    assert type(wrapper.optimizer) is ENTRY.resolve()
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     wrapper.update_params(net(torch.randn(2, 3, 8, 8)).square().mean())
     assert all(not torch.equal(before[n], p) for n, p in net.named_parameters())
@@ -53,3 +58,16 @@ def test_a_non_finite_loss_is_skipped_with_params_and_state_untouched():
     assert all(torch.equal(params[n], p) for n, p in net.named_parameters())
     after = [s for g in wrapper.optimizer.param_groups for s in g["state"].values()]
     assert all(torch.equal(v, s[k]) for m, s in zip(moments, after) for k, v in m.items())
+
+
+def test_its_import_leaves_the_root_logger_as_it_was():
+    """grokadamw 0.1 calls logging.basicConfig(level=INFO) at import; visdet's quiet import undoes it."""
+    result = run_python("""
+        import logging
+        from visdet.utils.quiet_import import quiet_import
+        quiet_import("grokadamw")
+        print(logging.getLogger().handlers, logging.getLogger().level)
+        logging.getLogger("some.library").info("not shown")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"[] {logging.WARNING}" and "not shown" not in result.stderr

@@ -43,7 +43,9 @@ SOURCE = Source(
                       notes=_CAUTION),
         "Adopt": facts("ADOPT: Adam that converges for any beta2 (Taniguchi et al., 2024), timm's", 8, notes=_BOTH),
         "Kron": facts("PSGD Kron: Kronecker-factored preconditioned SGD, timm's implementation", None,
-                      "4 + Kronecker factors per tensor", module="timm.optim.kron", notes=_CORRECTED),
+                      "4 + Kronecker factors per tensor", module="timm.optim.kron",
+                      notes=f"{_CORRECTED}; importing it sets torch.backends.opt_einsum.strategy='auto-hq' "
+                            "for the whole process"),
         "Lamb": facts("LAMB: layer-wise adaptive large-batch Adam, timm's (trust_clip for LAMBC)", 8, notes=_BOTH),
         "LaProp": facts("LaProp: Adam with momentum of the normalised gradient (Ziyin et al., 2020)", 8,
                         notes=_BOTH),
