@@ -28,8 +28,9 @@ FAMILIES = sorted(p.name for p in (REPO / "configs").glob("faster_rcnn_*.py")
                   if not p.name.startswith("faster_rcnn_r18_small"))
 ITERATIONS = 10
 #: Trained by other tests of the default run too (DeepSpeedCPUAdam under ZeRO-2 offload, the Muon hybrid
-#: under the Runner); their family runs are long (`pytest -m long`).
-LONG_FAMILIES = ("faster_rcnn_deepspeed_cpu_adam.py", "faster_rcnn_muon.py")
+#: under the Runner); their family runs are long (`pytest -m long`). NorMuon's Newton-Schulz steps make its
+#: run ~3x an AdamW one on CPU; tests/engine/optim/build/test_muon_layout.py steps its config on the detector.
+LONG_FAMILIES = ("faster_rcnn_deepspeed_cpu_adam.py", "faster_rcnn_muon.py", "faster_rcnn_normuon.py")
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,8 @@ NEEDS: dict[tuple[str, str], Needs] = {
     (PYOPT, "LARS"): Needs(state_kwargs={"momentum": 0.9}, why="its state figure is the one with momentum"),
     (TORCH, "Muon"): Needs(matrix_only=True,
                            why="takes 2-D parameters only (visdet's constructor routes the rest to a fallback)"),
+    (PYOPT, "SpectralSphere"): Needs(matrix_only=True,
+                                     why="takes 2-D parameters only (the constructor routes the rest to a fallback)"),
     ("torch-optimi", "StableAdamW"): Needs({"triton": False}, notes_say="triton=False",
                                            why="optimi picks its Triton kernel, which needs CUDA, unless told not to"),
     (TORCH, "LBFGS"): Needs(closure=True, state_unmeasured="its figure is a full history_size=100 history, which two "

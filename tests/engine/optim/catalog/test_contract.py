@@ -41,6 +41,7 @@ from contract_needs import NEEDS, Needs, needs_for, unknown_keys
 from testutils import REPO, run_python
 from visdet.engine.optim import Need, OptimizerUnavailableError, get_catalog, list_optimizers
 from visdet.engine.optim.build.model_argument import build_with_model, takes_model, updates_in_backward
+from visdet.engine.optim.build.muon_layout import flag_groups
 from visdet.registry import OPTIMIZERS
 
 LR = 1e-2
@@ -102,10 +103,19 @@ class _Holder(torch.nn.Module):
         self.params = torch.nn.ParameterList(params)
 
 
+def _layout(target: Any) -> str:
+    """The parameter layout the constructor builds for a registry name's class ('' for a plain list)."""
+    return get_catalog().entries[target].spec.layout if isinstance(target, str) else ""
+
+
 def _build(target: Any, params, needs: Needs, **kwargs: Any) -> torch.optim.Optimizer:
     cfg = {"lr": LR, **kwargs, **needs.kwargs}
     if takes_model(get_catalog().entries[target].resolve() if isinstance(target, str) else target):
         optimizer = build_with_model(target, _Holder(params), **cfg)  # LOMO, Adam-mini: the constructor's build
+    elif _layout(target):  # the Muon family's use_muon groups, by the constructor's function (build/muon_layout.py)
+        groups = flag_groups([{"params": [p for p in params if p.ndim >= 2]}],
+                             [{"params": [p for p in params if p.ndim < 2]}], _layout(target))
+        optimizer = OPTIMIZERS.build({"type": target, "params": groups, **cfg})
     else:
         optimizer = OPTIMIZERS.build({"type": target, "params": params, **cfg}) if isinstance(target, str) else target(
             params, **cfg)
@@ -275,8 +285,10 @@ def test_what_a_build_needs_beyond_lr_is_in_the_notes():
     for name, text in {"AdamWScheduleFreeClosure": "closure", "LBFGS": "closure"}.items():
         assert verdicts[name].runs_here and text in verdicts[name].notes + verdicts[name].description, name
     for name, text in {"Lookahead": "wraps another optimizer",
-                       "pytorch_optimizer_Muon": "parameter-group layout"}.items():
+                       "LoRARite": "LoRA adapter pairs (lora_A/lora_B)"}.items():
         assert not verdicts[name].runs_here and text in verdicts[name].why_not, (name, verdicts[name].why_not)
+    for name in ("pytorch_optimizer_Muon", "AdaMuon", "NorMuon", "MuonClip", "AdaGO"):  # build/muon_layout.py
+        assert verdicts[name].runs_here and "use_muon groups" in verdicts[name].notes, name
 
 
 def test_a_wrapper_is_buildable_when_given_the_optimizer_it_wraps(small_net):
