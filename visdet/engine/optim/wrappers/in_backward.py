@@ -122,6 +122,9 @@ class InBackwardOptimWrapper(OptimWrapper):
         self._bad_param: str | None = None  # the parameter whose gradient was non-finite in this backward
         self._names = {p: f"parameter #{i} {tuple(p.shape)}" for i, p in enumerate(facade.inner)}
         self._handles = [p.register_post_accumulate_grad_hook(self._hook) for p in facade.inner]
+        print_log(f"InBackwardOptimWrapper: {len(facade.inner)} {facade.template_name} optimizers, one per parameter "
+                  f"tensor, with its group's settings ({len(facade.param_groups)} groups), stepped inside backward",
+                  logger="current")
 
     def _hook(self, param: torch.Tensor) -> None:
         if not self._armed or param.grad is None:
