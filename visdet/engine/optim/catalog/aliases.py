@@ -149,18 +149,22 @@ _HF: tuple[Alias | Refusal, ...] = (
     Alias("galore_adafactor", "hf", _t(GALORE, "GaLoreAdafactor"),
           {"scale_parameter": False, "relative_step": False}, note=_LOW_RANK),
     Alias("apollo_adamw", "hf", _t(APOLLO, "APOLLOAdamW"), note=_LOW_RANK),
-    Refusal("galore_adamw_layerwise", "hf", "layer-wise GaLore (one optimizer per parameter, stepped from gradient hooks) is "
-            "a wrapper in visdet, not an optimizer name: write optim_wrapper=dict(type='InBackwardOptimWrapper', "
-            "optimizer=dict(type='galore_adamw', ...), low_rank=dict(...)) (docs/training_loops.md)"),
-    Refusal("galore_adamw_8bit_layerwise", "hf", "layer-wise GaLore (one optimizer per parameter, stepped from gradient hooks) is "
-            "a wrapper in visdet, not an optimizer name: write optim_wrapper=dict(type='InBackwardOptimWrapper', "
-            "optimizer=dict(type='galore_adamw_8bit', ...), low_rank=dict(...)) (docs/training_loops.md)"),
-    Refusal("galore_adafactor_layerwise", "hf", "layer-wise GaLore (one optimizer per parameter, stepped from gradient hooks) is "
-            "a wrapper in visdet, not an optimizer name: write optim_wrapper=dict(type='InBackwardOptimWrapper', "
-            "optimizer=dict(type='galore_adafactor', ...), low_rank=dict(...)) (docs/training_loops.md)"),
-    Refusal("apollo_adamw_layerwise", "hf", "layer-wise APOLLO (one optimizer per parameter, stepped from gradient hooks) is "
-            "a wrapper in visdet, not an optimizer name: write optim_wrapper=dict(type='InBackwardOptimWrapper', "
-            "optimizer=dict(type='apollo_adamw', ...), low_rank=dict(...)) (docs/training_loops.md)"),
+    Refusal("galore_adamw_layerwise", "hf", "layer-wise GaLore (one optimizer per parameter, stepped from "
+            "gradient hooks) is a wrapper in visdet, not an optimizer name: write optim_wrapper=dict("
+            "type='InBackwardOptimWrapper', optimizer=dict(type='galore_adamw', ...), low_rank=dict(...)) "
+            "(docs/training_loops.md)"),
+    Refusal("galore_adamw_8bit_layerwise", "hf", "layer-wise GaLore (one optimizer per parameter, stepped from "
+            "gradient hooks) is a wrapper in visdet, not an optimizer name: write optim_wrapper=dict("
+            "type='InBackwardOptimWrapper', optimizer=dict(type='galore_adamw_8bit', ...), low_rank=dict(...)) "
+            "(docs/training_loops.md)"),
+    Refusal("galore_adafactor_layerwise", "hf", "layer-wise GaLore (one optimizer per parameter, stepped from "
+            "gradient hooks) is a wrapper in visdet, not an optimizer name: write optim_wrapper=dict("
+            "type='InBackwardOptimWrapper', optimizer=dict(type='galore_adafactor', ...), low_rank=dict(...)) "
+            "(docs/training_loops.md)"),
+    Refusal("apollo_adamw_layerwise", "hf", "layer-wise APOLLO (one optimizer per parameter, stepped from "
+            "gradient hooks) is a wrapper in visdet, not an optimizer name: write optim_wrapper=dict("
+            "type='InBackwardOptimWrapper', optimizer=dict(type='apollo_adamw', ...), low_rank=dict(...)) "
+            "(docs/training_loops.md)"),
     # HF builds lomo-optim's classes over the model and calls fused_backward; visdet does both (fused_backward driver).
     Alias("lomo", "hf", _t("lomo-optim", "Lomo")),
     Alias("adalomo", "hf", _t("lomo-optim", "AdaLomo")),
