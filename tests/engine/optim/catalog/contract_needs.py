@@ -117,8 +117,8 @@ NEEDS: dict[tuple[str, str], Needs] = {
     # Observed breaks of the contract, each expected (and re-checked) by the test:
     (DS, "DeepSpeedCPUAdam"): Needs(breaks="a state_dict round trip does not continue identically"),
     (PYOPT, "ApolloDQN"): Needs(breaks="a scheduler's lower lr does not change its update (it warms up from init_lr)"),
-    (PYOPT, "BSAM"): Needs({"num_data": 8}, breaks="driven by the closure loop, the quadratic's loss rises over 5 steps "
-                           "at lr=1e-2 (its noise and damping are tuned for training sets of num_data samples)"),
+    (PYOPT, "BSAM"): Needs({"num_data": 8}, breaks="driven by the closure loop, the quadratic's loss rises over 5 "
+                           "steps at lr=1e-2 (its noise and damping are tuned for training sets of num_data samples)"),
     (PYOPT, "FTRL"): Needs(breaks="a lower lr mid-run gives a much larger step (lr enters its closed-form weight)"),
     (PYOPT, "Ranger"): Needs(steps=10, breaks="the quadratic's loss rises over its first 10 steps at lr=1e-2"),
     (BNB, "PagedAdEMAMix"): Needs(breaks_state=_PAGED_CPU),

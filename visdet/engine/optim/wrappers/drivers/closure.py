@@ -52,7 +52,6 @@ from visdet.engine.optim.catalog.catalogue import spec_for_class
 from visdet.engine.optim.catalog.spec import Need
 from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.wrappers.nonfinite import GRADS, LOSS
-from visdet.engine.optim.wrappers.optim_wrapper import NORM_CLIPS
 from visdet.engine.optim.wrappers.train_step import Forward, forward_losses, preprocess, register_driver, unwrap
 
 WRAPPER_KEY = "optim_wrapper"
@@ -190,7 +189,9 @@ class _Pass:
     def check(self, loss: torch.Tensor, clip: bool) -> tuple[str | None, torch.Tensor]:
         """Clip if asked; whether the loss or gradients are non-finite on any rank; the loss averaged over ranks."""
         wrapper = self.wrapper
-        if clip and wrapper._clip_type in NORM_CLIPS:
+        # mmengine names the logged value grad_norm for norm clipping (visdet's AGC too), grad_value otherwise.
+        norm_clip = bool(wrapper.clip_grad_kwargs) and getattr(wrapper, "grad_name", "") == "grad_norm"
+        if clip and norm_clip:
             norm = wrapper._clip_grad_norm()  # the total norm: non-finite iff some gradient is
         else:
             norm = wrapper._grad_max_abs()  # before value clipping, which would make inf finite
@@ -204,7 +205,7 @@ class _Pass:
             torch.distributed.all_reduce(packed)
             packed[2] /= torch.distributed.get_world_size()
         values = packed.tolist()  # the pass's one host sync
-        if clip and wrapper._clip_type in NORM_CLIPS and norm is not None:
+        if clip and norm_clip and norm is not None:
             wrapper.message_hub.update_scalar(f"train/{wrapper.grad_name}", float(norm))
         what = LOSS if values[0] > 0 else GRADS if values[1] > 0 else None
         return what, packed[2].to(loss.dtype)
