@@ -42,6 +42,9 @@ class Needs:
         breaks: How it breaks the contract here (observed); the test then expects that
             failure and fails as soon as it keeps the contract, so the entry gets removed.
         breaks_state: The same for the state-size check.
+        nested: For an optimizer that wraps another: the inner optimizer's config under the
+            keyword the wrapper takes it by (``{'optimizer': {'type': 'SGD'}}``); the test's lr
+            and keywords go into it, ``kwargs`` to the wrapper (built by ``build_nested``).
         why: The reason, for the reader.
     """
 
@@ -61,6 +64,7 @@ class Needs:
     state_unmeasured: str = ""
     breaks: str = ""
     breaks_state: str = ""
+    nested: dict[str, dict[str, Any]] = field(default_factory=dict)
     why: str = ""
 
 
@@ -114,6 +118,11 @@ NEEDS: dict[tuple[str, str], Needs] = {
                                why="needs the run length for its built-in lr schedule"),
     (PYOPT, "SaRA"): Needs(steps=10, partial=True, why="AdamW on masks of small-magnitude weights: in 10 steps at "
                            "lr=1e-2 it moves one entry of the conv kernel and nothing of the matrix or the vector"),
+    # Wrappers of another optimizer, given SGD through the nested config (config/nested_optimizer.py):
+    **{(PYOPT, name): Needs(nested={"optimizer": {"type": "SGD", "momentum": 0.9}}, why="wraps another optimizer")
+       for name in ("Lookahead", "OrthoGrad", "ScheduleFreeWrapper", "PCGrad")},
+    (PYOPT, "TRAC"): Needs({"s_prev": 1e-3}, nested={"optimizer": {"type": "SGD", "momentum": 0.9}},
+                           why="its update scale starts at s_prev=1e-8 and grows over many steps; 5 need a larger start"),
     # Observed breaks of the contract, each expected (and re-checked) by the test:
     (DS, "DeepSpeedCPUAdam"): Needs(breaks="a state_dict round trip does not continue identically"),
     (PYOPT, "ApolloDQN"): Needs(breaks="a scheduler's lower lr does not change its update (it warms up from init_lr)"),

@@ -46,16 +46,12 @@ def test_a_cxx_compiler_is_looked_up_on_path_as_cxx_says(monkeypatch):
     assert unmet_needs(_spec(Need.CXX_COMPILER)) == [NEED_TEXT[Need.CXX_COMPILER]]
 
 
-@pytest.mark.parametrize("need", [Need.DEEPSPEED_ENGINE, Need.CLOSURE, Need.PARAM_LAYOUT,
+@pytest.mark.parametrize("need", [Need.DEEPSPEED_ENGINE, Need.CLOSURE, Need.CREATE_GRAPH, Need.PARAM_LAYOUT,
                                   Need.BASE_OPTIMIZER, Need.MODEL])
 def test_needs_of_how_it_is_built_or_driven_are_never_met_by_the_machine(monkeypatch, need):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert not need_met(need)
-
-
-def test_create_graph_is_met_by_visdets_second_order_driver():
-    assert need_met(Need.CREATE_GRAPH)  # wrappers/drivers/second_order.py back-propagates with create_graph=True
 
 
 def test_every_need_has_a_reason_text_and_a_verdict():

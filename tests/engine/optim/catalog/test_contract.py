@@ -42,6 +42,7 @@ from testutils import REPO, run_python
 from visdet.engine.optim import Need, OptimizerUnavailableError, get_catalog, list_optimizers
 from visdet.engine.optim.build.model_argument import build_with_model, takes_model, updates_in_backward
 from visdet.engine.optim.build.muon_layout import flag_groups
+from visdet.engine.optim.build.nested_optimizer import build_nested
 from visdet.registry import OPTIMIZERS
 
 LR = 1e-2
@@ -110,7 +111,11 @@ def _layout(target: Any) -> str:
 
 def _build(target: Any, params, needs: Needs, **kwargs: Any) -> torch.optim.Optimizer:
     cfg = {"lr": LR, **kwargs, **needs.kwargs}
-    if takes_model(get_catalog().entries[target].resolve() if isinstance(target, str) else target):
+    if needs.nested:  # a wrapper: the test's lr and keywords go to the optimizer it wraps
+        ((keyword, inner),) = needs.nested.items()
+        optimizer = build_nested(params, {"type": target, **needs.kwargs, keyword: {**inner, "lr": LR, **kwargs}},
+                                 model=_Holder(params))  # taken only by wrappers that take the model (WSAM)
+    elif takes_model(get_catalog().entries[target].resolve() if isinstance(target, str) else target):
         optimizer = build_with_model(target, _Holder(params), **cfg)  # LOMO, Adam-mini: the constructor's build
     elif _layout(target):  # the Muon family's use_muon groups, by the constructor's function (build/muon_layout.py)
         groups = flag_groups([{"params": [p for p in params if p.ndim >= 2]}],
@@ -284,7 +289,7 @@ def test_what_a_build_needs_beyond_lr_is_in_the_notes():
     # Driven by the closure driver (wrappers/drivers/closure.py); the listing still says what a step costs.
     for name, text in {"AdamWScheduleFreeClosure": "closure", "LBFGS": "closure"}.items():
         assert verdicts[name].runs_here and text in verdicts[name].notes + verdicts[name].description, name
-    for name, text in {"Lookahead": "wraps another optimizer",
+    for name, text in {"SafeFP16Optimizer": "float16 weights",
                        "LoRARite": "LoRA adapter pairs (lora_A/lora_B)"}.items():
         assert not verdicts[name].runs_here and text in verdicts[name].why_not, (name, verdicts[name].why_not)
     for name in ("pytorch_optimizer_Muon", "AdaMuon", "NorMuon", "MuonClip", "AdaGO"):  # build/muon_layout.py

@@ -53,6 +53,7 @@ from visdet.engine.optim.config.optimizer_config import OptimizerConfig, parse_o
 from visdet.engine.optim.build.param_groups import ParamPlan, ParamSetting, plan_param_groups
 from visdet.engine.optim.build.add_params import declared_keys, settings_from_groups
 from visdet.engine.optim.build.notices import log_frozen_and_shared, warn_unused_custom_keys
+from visdet.engine.optim.build.nested_optimizer import class_wrapper_cfg, wrap_in_shells
 from visdet.engine.optim.build.muon_layout import layout_for
 from visdet.engine.optim.build.model_argument import build_model_wrapper, check_model_config, takes_model
 from visdet.engine.optim.config.arguments import OptimizerConfigWarning
@@ -276,7 +277,7 @@ class OptimWrapperConstructor:
                 continue
             if route == MATRIX:
                 groups = _with_matrix_views(groups, views)
-            optimizers[route] = self._build_optimizer(cfg, groups, plan, route)
+            optimizers[route] = self._build_optimizer(cfg, groups, plan, route, model)
         if len(plan.routes) > 1:
             optimizer: torch.optim.Optimizer = HybridOptimizer(optimizers, views=views)
             taken = ", ".join(
@@ -288,15 +289,17 @@ class OptimWrapperConstructor:
                       logger="current")
         else:
             optimizer = optimizers[MAIN]
+        optimizer = wrap_in_shells(optimizer, self.optimizer, model)  # Lookahead, SAM...: build/nested_optimizer.py
         return OPTIM_WRAPPERS.build(self.wrapper_cfg, default_args=dict(optimizer=optimizer))
 
     def _build_optimizer(
-        self, cfg: OptimizerConfig, groups: list[dict[str, Any]], plan: BuildPlan, route: str
+        self, cfg: OptimizerConfig, groups: list[dict[str, Any]], plan: BuildPlan, route: str, model: Any = None
     ) -> torch.optim.Optimizer:
         kwargs, implementation = plan.kwargs[route], plan.implementations[route]
         build_cfg: dict[str, Any] = {"type": cfg.cls, "params": groups, **kwargs}
         if cfg.inner is not None:
             build_cfg["optimizer_class"] = cfg.inner.cls
+        build_cfg = class_wrapper_cfg(cfg, build_cfg, model, len(plan.routes))  # SAM builds its base itself
         try:
             optimizer = OPTIMIZERS.build(build_cfg)
         except OptimizerConfigError:

@@ -33,7 +33,13 @@ NEED_TEXT = {
     ),
     Need.PARAM_LAYOUT: "needs its own parameter-group layout, which visdet's constructor does not build (see notes)",
     Need.LORA_ADAPTERS: "needs LoRA adapter pairs (lora_A/lora_B), a model type visdet does not have",
-    Need.BASE_OPTIMIZER: "wraps another optimizer: build it yourself and pass it in (see notes); not a config type",
+    Need.BASE_OPTIMIZER: (
+        "wraps another optimizer: nest its config, e.g. dict(type='Lookahead', optimizer=dict(type='AdamW', lr=1e-4))"
+    ),
+    Need.FP16_WEIGHTS: (
+        "needs float16 weights (it keeps fp32 master copies and scales the loss in its own backward()), a model "
+        "type visdet does not train; for float16 use optim_wrapper=dict(type='AmpOptimWrapper', dtype='float16')"
+    ),
     Need.MODEL: "takes the model itself, not its parameters: pass model=... (see notes)",
 }
 #: Needs a build satisfies by passing this argument (a DeepSpeed engine passes ``deepspeed``).
@@ -76,6 +82,10 @@ def need_met(need: Need) -> bool:
         return False  # only DeepSpeed's own engine can satisfy it
     if need is Need.CXX_COMPILER:
         return shutil.which(os.environ.get("CXX", "c++")) is not None
+    if need is Need.BASE_OPTIMIZER:
+        return True  # the config nests the optimizer it wraps (config/nested_optimizer.py)
+    if need is Need.FP16_WEIGHTS:
+        return False  # visdet's weights are float32 (AMP autocasts; it keeps no float16 weights)
     if need is Need.LORA_ADAPTERS:
         return False  # no visdet model has LoRA adapters
     if need is Need.CREATE_GRAPH:

@@ -30,6 +30,7 @@ class Need(str, Enum):
     MODEL = "model"  # takes the model itself
     # A kind of model visdet does not have; never met (the notes say which).
     LORA_ADAPTERS = "lora_adapters"  # LoRA A/B adapter pairs (LoRARite)
+    FP16_WEIGHTS = "fp16_weights"  # float16 weights kept with fp32 master copies (SafeFP16Optimizer)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from visdet.engine.optim.catalog.catalogue import spec_for_class
 from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.config.arguments import check_keywords, check_required, check_values
+from visdet.engine.optim.config.nested_optimizer import Shell, missing_inner_error, nested_keyword, parse_nested
 from visdet.utils.signatures import Keywords, accepted_keywords
 
 #: Keys of an optimizer config that visdet consumes instead of the class.
@@ -37,6 +38,8 @@ class OptimizerConfig:
         fallback: For shape-split optimizers (Muon): the fallback's config.
         flatten_conv: Route conv kernels, flattened to 2-D, to the main optimizer.
         fallback_keys: Name parts that always go to the fallback (prediction heads).
+        shells: Optimizers wrapped around this one (Lookahead, SAM...), innermost
+            first, from a nested config (``config/nested_optimizer.py``).
     """
 
     name: str
@@ -48,6 +51,7 @@ class OptimizerConfig:
     fallback: OptimizerConfig | None = None
     flatten_conv: bool = False
     fallback_keys: tuple[str, ...] | None = None
+    shells: tuple[Shell, ...] = ()
 
     @property
     def is_hybrid(self) -> bool:
@@ -139,6 +143,8 @@ def parse_optimizer_cfg(cfg: Any, key: str = "optim_wrapper.optimizer", allow_hy
     zero = _zero_class()
     if zero is not None and issubclass(cls, zero):
         return _parse_zero(name, cls, kwargs, key)
+    if nested_keyword(cls, kwargs) is not None or missing_inner_error(name, cls, kwargs, key) is not None:
+        return _parse_wrapper(name, cls, kwargs, key, allow_hybrid)
 
     options = {k: kwargs.pop(k) for k in HYBRID_KEYS if k in kwargs}
     keywords = accepted_keywords(cls)
@@ -151,6 +157,18 @@ def parse_optimizer_cfg(cfg: Any, key: str = "optim_wrapper.optimizer", allow_hy
     if options or is_matrix_only(cls):
         _parse_hybrid(parsed, options)
     return parsed
+
+
+def _parse_wrapper(name: str, cls: type, kwargs: dict[str, Any], key: str, allow_hybrid: bool) -> OptimizerConfig:
+    """An optimizer that wraps another (Lookahead, SAM): only at the top of a config or nested in another."""
+    keyword = nested_keyword(cls, kwargs)
+    if keyword is None:
+        raise missing_inner_error(name, cls, kwargs, key)  # type: ignore[misc]
+    if not allow_hybrid:
+        raise OptimizerConfigError(
+            f"{name} wraps another optimizer, so it cannot be a fallback, ZeRO's optimizer_type or a per-module "
+            "optimizer; make it optim_wrapper.optimizer itself", f"{key}.type")
+    return parse_nested(name, cls, kwargs, key, keyword, parse_optimizer_cfg)
 
 
 def default_fallback(parsed: OptimizerConfig) -> dict[str, Any]:

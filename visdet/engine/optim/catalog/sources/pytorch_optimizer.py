@@ -38,7 +38,7 @@ SpectralSphere StableAdamW StableSPAM TAM TRAC Tiger VSGD WSAM Yogi
 """.split()
 
 _SAM = "sharpness-aware: first_step/second_step around two forward-backward passes"
-_WRAP = "wraps an optimizer instance: Cls(optimizer=AdamW(model.parameters()), ...)"
+_WRAP = "wraps another optimizer, nested in the config: dict(type=..., optimizer=dict(type='AdamW', lr=1e-4))"
 _MUON = (
     "visdet's constructor builds its use_muon groups with the Muon routing: matrices and conv kernels get the "
     "Muon update (lr, weight_decay), the rest its AdamW part (adamw_lr, adamw_wd)"
@@ -66,7 +66,7 @@ SPECIAL: dict[str, OptimizerSpec] = {
     "TRAC": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP),
     "ScheduleFreeWrapper": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP + "; " + _SCHEDULE_FREE),
     "PCGrad": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP + "; multi-task: pc_backward(losses) replaces backward"),
-    "SafeFP16Optimizer": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP + "; for fp16 weights"),
+    "SafeFP16Optimizer": facts(needs=(Need.BASE_OPTIMIZER, Need.FP16_WEIGHTS), notes=_WRAP + "; for fp16 weights"),
     "LOMO": facts(needs=(Need.MODEL,), notes=_IN_BACKWARD),
     "AdaLOMO": facts(needs=(Need.MODEL,), notes=_IN_BACKWARD),
     "AdamMini": facts(needs=(Need.MODEL,), notes="groups the model's parameters by block itself (transformer layouts)"),
