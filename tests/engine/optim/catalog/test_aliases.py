@@ -15,6 +15,7 @@ from visdet.engine.optim import registry as registration
 from visdet.engine.optim.catalog import aliases
 from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
 from visdet.engine.optim.catalog.listing import list_optimizers
+from visdet.engine.optim.wrappers.drivers import second_order
 from visdet.registry import OPTIMIZERS
 
 ALIASES = [item for item in aliases.table() if isinstance(item, aliases.Alias)]
@@ -52,8 +53,8 @@ def _step(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) ->
     if isinstance(optimizer, torch.optim.SparseAdam):  # takes sparse gradients only
         for p in params:
             p.grad = (2 * p).detach().to_sparse()
-    else:
-        sum((p**2).sum() for p in params).backward()
+    else:  # a second-order optimizer (timm's adahessian) gets the graph its driver keeps
+        sum((p**2).sum() for p in params).backward(create_graph=second_order.applies_to(optimizer))
     optimizer.step()
 
 
