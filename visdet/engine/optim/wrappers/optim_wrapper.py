@@ -149,6 +149,16 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
             NonFiniteTrainingError: when ``max_nonfinite_steps`` steps in a
                 row were skipped.
         """
+        self.record_loss(loss)
+        super().update_params(loss, step_kwargs, zero_kwargs)
+
+    def record_loss(self, loss: torch.Tensor) -> None:
+        """Note on its device whether ``loss`` is finite (and its value, for the stop message), without waiting.
+
+        :meth:`step` skips the window's update if any recorded loss was not
+        finite. ``update_params`` calls it; a driver that back-propagates
+        itself (``wrappers/drivers/loss_list.py``) calls it before ``step``.
+        """
         if self._guards_nonfinite():
             value = loss.detach()
             finite = torch.isfinite(value).all()
@@ -156,7 +166,6 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
             value = value.float().sum()
             self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
             self._loss_count += 1
-        super().update_params(loss, step_kwargs, zero_kwargs)
 
     def step(self, **kwargs: Any) -> None:
         """Clip gradients if configured, then update the parameters, unless something is non-finite.

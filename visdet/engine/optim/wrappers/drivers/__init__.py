@@ -8,3 +8,4 @@ from __future__ import annotations
 from visdet.engine.optim.wrappers.drivers import second_order  # noqa: F401  (SophiaH, AdaHessian)
 from visdet.engine.optim.wrappers.drivers import closure  # noqa: F401  (SAM family, LBFGS, AliG, *ScheduleFreeClosure)
 from visdet.engine.optim.wrappers.drivers import fused_backward  # noqa: F401  (LOMO, AdaLOMO)
+from visdet.engine.optim.wrappers.drivers import loss_list  # noqa: F401  (PCGrad: pc_backward(loss terms))
