@@ -13,6 +13,7 @@ from mmengine.registry import DefaultScope
 from testutils import SmallNet, run_python
 from visdet.engine.optim import registry as registration
 from visdet.engine.optim.catalog import aliases
+from visdet.engine.optim.build.model_argument import takes_model, updates_in_backward
 from visdet.engine.optim.errors import OptimizerConfigError, OptimizerUnavailableError
 from visdet.engine.optim.catalog.listing import list_optimizers
 from visdet.engine.optim.wrappers.drivers import second_order
@@ -53,6 +54,9 @@ def _step(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) ->
     if isinstance(optimizer, torch.optim.SparseAdam):  # takes sparse gradients only
         for p in params:
             p.grad = (2 * p).detach().to_sparse()
+    elif updates_in_backward(optimizer):  # LOMO's family: the update runs in its own backward
+        optimizer.fused_backward(sum((p**2).sum() for p in params), optimizer.param_groups[0]["lr"])
+        return
     else:  # a second-order optimizer (timm's adahessian) gets the graph its driver keeps
         sum((p**2).sum() for p in params).backward(create_graph=second_order.applies_to(optimizer))
     optimizer.step()
@@ -74,6 +78,10 @@ def test_alias_builds_its_target_with_its_defaults_or_says_why_not(item):
         assert f"'{item.name}'" in str(info.value) and f"'{entry.spec.name}'" in str(info.value)
         assert str(info.value).endswith(f"which cannot run here: {reason}")
         return
+    if takes_model(entry.resolve()):  # built over the model, as visdet's constructor does
+        module = torch.nn.Module()
+        module.weight = params[0]
+        cfg = {**{k: v for k, v in cfg.items() if k != "params"}, "model": module}
     optimizer = OPTIMIZERS.build(cfg)
     assert type(optimizer) is entry.resolve()
     for key, value in item.defaults.items():
