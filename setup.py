@@ -32,6 +32,9 @@ EXTRAS = {
     "apollo": ["apollo-torch>=1.0.3,<2"],
     "pytorch-optimizer": ["pytorch-optimizer>=4.1,<5"],  # the catalogue in sources/pytorch_optimizer.py is 4.1's
     "lomo-optim": ["lomo-optim>=0.1.1,<0.2"],  # HF's optim="lomo"/"adalomo"; imports transformers
+    # torch.compile'd low-bit Adam/AdamW state; 0.18 is the release tested with torch 2.14.1 (it pins no torch).
+    "torchao": ["torchao>=0.18,<0.19"],
+    "heavyball": ["heavyball>=3.2,<3.3"],  # compile-first SOAP/PSGD/Muon...; torch>=2.2,<3 and opt-einsum
     # timm.optim (NAdamW, RMSpropTF, Kron, Muon/AdaMuon, caution variants...); pulls huggingface_hub and
     # safetensors, used by visdet for nothing that reaches the network. grokadamw: HF's optim="grokadamw".
     "timm": ["timm>=1.0.31,<1.1"],  # sources/timm.py and its aliases are 1.0.31's

@@ -27,6 +27,7 @@ documented renames) close the file.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -148,6 +149,11 @@ def _target(name: str, needs: Needs) -> tuple[Any, Needs]:
                                     create_graph=Need.CREATE_GRAPH in entry.spec.needs)
 
 
+def _stance(needs: Needs) -> contextlib.AbstractContextManager:
+    """torch.compile off for ``needs.eager`` (torch's documented switch: compiled code runs eagerly)."""
+    return torch.compiler.set_stance("force_eager") if needs.eager else contextlib.nullcontext()
+
+
 def _expect(breaks: str, name: str, check: Callable[[], None]) -> None:
     """Run ``check``; where the table says it breaks, expect that and fail once it no longer does."""
     if not breaks:
@@ -225,7 +231,8 @@ def test_catalogued_optimizer_keeps_the_contract_or_says_why_not(name):
             _build(name, _problem(needs.matrix_only)[0], needs)
         assert str(raised.value) == f"optim_wrapper.optimizer.type: '{name}' cannot run here: {reason}"
     target, needs = _target(name, needs)
-    _expect(needs.breaks, name, lambda: _run_contract(name, target, needs))
+    with _stance(needs):
+        _expect(needs.breaks, name, lambda: _run_contract(name, target, needs))
 
 
 def _check_state_size(name: str, target: Any, needs: Needs) -> None:
@@ -250,7 +257,8 @@ def test_catalogued_state_size_matches_real_steps(name):
     if needs.state_unmeasured:
         pytest.skip(f"{name}: {needs.state_unmeasured}")
     target, needs = _target(name, needs)
-    _expect(needs.breaks_state, name, lambda: _check_state_size(name, target, needs))
+    with _stance(needs):
+        _expect(needs.breaks_state, name, lambda: _check_state_size(name, target, needs))
 
 
 def test_every_name_is_covered_and_needs_name_real_classes():

@@ -172,10 +172,9 @@ _HF: tuple[Alias | Refusal, ...] = (
     Refusal("adamw_torch_npu_fused", "hf", "torch_npu's fused AdamW needs an Ascend NPU; use 'adamw_torch_fused'"),
     Refusal("adamw_anyprecision", "hf", "torchdistx's AnyPrecisionAdamW is not a visdet source; use 'adamw_torch' "
             "(AmpOptimWrapper for bfloat16)"),
-    Refusal("adamw_torch_4bit", "hf", "torchao's 4-bit AdamW is not a visdet source, and bitsandbytes has no 4-bit "
-            "optimizer state; use 'adamw_8bit' (bitsandbytes AdamW8bit)"),
-    Refusal("adamw_torch_8bit", "hf", "torchao's AdamW8bit is not a visdet source; 'adamw_8bit' (bitsandbytes "
-            "AdamW8bit) is the same idea with a different quantisation, write it if that is what you want"),
+    # HF's Trainer builds torchao.optim's AdamW4bit / AdamW8bit for these (trainer_optimizer.py).
+    Alias("adamw_torch_4bit", "hf", _t("torchao", "AdamW4bit")),
+    Alias("adamw_torch_8bit", "hf", _t("torchao", "AdamW8bit")),
     Alias("grokadamw", "hf", _t(GROKADAMW, "GrokAdamW"),
           note="HF passes GrokAdamW's own defaults and no grokking_signal_fns: from a config, as from HF, the "
                "grokking signal is 0"),
