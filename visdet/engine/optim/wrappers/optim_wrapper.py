@@ -36,6 +36,7 @@ from visdet.engine.optim.config.wrapper_checks import check_accumulative_counts,
 from visdet.engine.optim.wrappers.agc import adaptive_clip_grad_
 from visdet.engine.optim.wrappers.nonfinite import GRADS, LOSS, NonFiniteSkipCounter
 from visdet.engine.optim.wrappers.train_step import driver_for
+import visdet.engine.optim.wrappers.drivers  # noqa: F401  (registers each kind's driver)
 
 import visdet.utils.quiet_mmengine  # noqa: F401  (before mmengine.optim)
 

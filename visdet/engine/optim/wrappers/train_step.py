@@ -41,17 +41,15 @@ def register_driver(name: str, applies_to: Callable[[torch.optim.Optimizer], boo
 
 
 def driver_for(optimizer: torch.optim.Optimizer) -> tuple[str, Driver] | None:
-    """The (name, driver) of the first kind ``optimizer`` belongs to, or None for a plain optimizer."""
-    _load_drivers()
+    """The (name, driver) of the first kind ``optimizer`` belongs to, or None for a plain optimizer.
+
+    The drivers register when ``wrappers/drivers`` is imported, which visdet's ``optim_wrapper`` module (the
+    wrappers that call this) does; importing it from here would close an import circle (drivers -> here).
+    """
     for name, applies_to, driver in DRIVERS:
         if applies_to(optimizer):
             return name, driver
     return None
-
-
-def _load_drivers() -> None:
-    """Import the modules that register drivers (deferred: they import the wrappers that import this)."""
-    import visdet.engine.optim.wrappers.drivers  # noqa: F401
 
 
 def train_step(model: torch.nn.Module, data: Any, optim_wrapper: Any) -> dict:
