@@ -129,7 +129,7 @@ NEEDS: dict[tuple[str, str], Needs] = {
     **{(PYOPT, name): Needs(nested={"optimizer": {"type": "SGD", "momentum": 0.9}}, why="wraps another optimizer")
        for name in ("Lookahead", "OrthoGrad", "ScheduleFreeWrapper", "PCGrad")},
     (PYOPT, "TRAC"): Needs({"s_prev": 1e-3}, nested={"optimizer": {"type": "SGD", "momentum": 0.9}},
-                           why="its update scale starts at s_prev=1e-8 and grows over many steps; 5 need a larger start"),
+                           why="its update scale starts at s_prev=1e-8, too small to move in 5 steps"),
     # Observed breaks of the contract, each expected (and re-checked) by the test:
     (DS, "DeepSpeedCPUAdam"): Needs(breaks="a state_dict round trip does not continue identically"),
     (PYOPT, "ApolloDQN"): Needs(breaks="a scheduler's lower lr does not change its update (it warms up from init_lr)"),
