@@ -76,6 +76,7 @@ def check_strategy_config(cfg: Mapping[str, Any]) -> None:
     _check_no_create_graph(cfg, name)
     _check_no_model_taking(cfg, name)
     _check_no_closure(cfg, name)
+    _check_no_wrapper_optimizer(cfg, name)
     if name == DEEPSPEED:
         _check_deepspeed(cfg, strategy)
     elif name == FSDP:
@@ -140,6 +141,20 @@ def _check_no_model_taking(cfg: Mapping[str, Any], name: str) -> None:
         raise StrategyConfigError(
             f"'{optimizer_type}' takes the model itself and walks its parameters (by name, or from hooks inside "
             f"backward), which {name} cannot give it; train it without a strategy (one process)",
+            "optim_wrapper.optimizer.type")
+
+
+def _check_no_wrapper_optimizer(cfg: Mapping[str, Any], name: str) -> None:
+    """Optimizers that wrap another (Lookahead, PCGrad...; config/nested_optimizer.py) are built by visdet's
+    constructor around the inner one: FSDP re-creates the optimizer by class over flat shards, and DeepSpeed's
+    engine drives one plain optimizer (PCGrad's per-term backward, Lookahead's slow weights are not its)."""
+    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
+    optimizer_type = optimizer.get("type") if isinstance(optimizer, Mapping) else None
+    spec = optimizer_spec(optimizer_type if isinstance(optimizer_type, str) else None)
+    if spec is not None and Need.BASE_OPTIMIZER in spec.needs:
+        raise StrategyConfigError(
+            f"{spec.name} wraps another optimizer, which {name} cannot build or drive (it steps one optimizer of "
+            "its own); train it without a strategy (visdet's OptimWrapper, one process or DDP)",
             "optim_wrapper.optimizer.type")
 
 

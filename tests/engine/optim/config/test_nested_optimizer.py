@@ -56,3 +56,15 @@ def test_train_cli_refuses_a_bad_nested_config_with_exit_2(tmp_path):
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.startswith("visdet: configuration error: optim_wrapper.optimizer.optimizer.betas"), \
         result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("strategy", ["DeepSpeedStrategy", "FSDPStrategy"])
+def test_strategies_refuse_a_wrapper_optimizer_at_check_time(strategy):
+    from visdet.engine.strategies.checks import check_strategy_config
+    from visdet.engine.strategies.names import StrategyConfigError
+
+    cfg = dict(runner_type="FlexibleRunner", strategy=dict(type=strategy),
+               optim_wrapper=dict(optimizer=dict(type="Lookahead", optimizer=dict(type="AdamW", lr=1e-3))))
+    with pytest.raises(StrategyConfigError, match="Lookahead wraps another optimizer") as raised:
+        check_strategy_config(cfg)
+    assert raised.value.key == f"{KEY}.type"
