@@ -159,6 +159,8 @@ NEEDS.update({("torchao", name): _TORCHAO_STATE for name in TORCHAO.specs})
 
 # timm and grokadamw (sources/timm.py, sources/grokadamw.py):
 NEEDS.update({
+    ("timm", "Lookahead"): Needs(nested={"base_optimizer": {"type": "SGD", "momentum": 0.9}},
+                                 why="wraps another optimizer, taken as base_optimizer"),
     ("timm", "Adahessian"): Needs(create_graph=True, why="Hutchinson Hessian-vector products of the gradients"),
     ("grokadamw", "GrokAdamW"): Needs(breaks="a state_dict round trip does not continue identically: it keeps its "
                                       "moments in param_groups keyed by the parameter tensors, not in optimizer.state"),

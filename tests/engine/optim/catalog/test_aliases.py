@@ -85,6 +85,8 @@ def test_alias_builds_its_target_with_its_defaults_or_says_why_not(item):
     optimizer = OPTIMIZERS.build(cfg)
     assert type(optimizer) is entry.resolve()
     for key, value in item.defaults.items():
+        if key == "betas" and "beta1" in optimizer.param_groups[0]:  # timm's Adafactor keeps only betas[0], as beta1
+            key, value = "beta1", value[0]
         assert _setting(optimizer, key) == value, key
     _step(optimizer, params)
     assert torch.isfinite(params[0]).all()
