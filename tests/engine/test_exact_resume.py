@@ -55,6 +55,7 @@ LONG = pytest.mark.long  # the other optimizers' states and a second epoch-loop 
 @pytest.mark.parametrize("optimizer, loop, kill_at", [
     ("adamw", "iter", "3"),
     ("adamw_in_backward", "iter", "3"),  # InBackwardOptimWrapper: per-parameter optimizers behind one façade
+    ("sam_sgd", "iter", "3"),  # the closure driver: SAM's two passes a step, its base optimizer's state
     pytest.param("adamw8bit", "iter", "3", marks=LONG), pytest.param("dadapt_adam", "iter", "3", marks=LONG),
     pytest.param("sgd", "iter", "3", marks=LONG), pytest.param("muon", "iter", "3", marks=LONG),
     pytest.param("adamw", "epoch", "10", marks=LONG),  # epoch loop: killed mid-epoch 2, after a validation

@@ -130,6 +130,13 @@ NEEDS: dict[tuple[str, str], Needs] = {
        for name in ("Lookahead", "OrthoGrad", "ScheduleFreeWrapper", "PCGrad")},
     (PYOPT, "TRAC"): Needs({"s_prev": 1e-3}, nested={"optimizer": {"type": "SGD", "momentum": 0.9}},
                            why="its update scale starts at s_prev=1e-8, too small to move in 5 steps"),
+    # The SAM family: a base optimizer nested as base_optimizer, stepped by the closure driver's order of passes.
+    **{(PYOPT, name): Needs(nested={"base_optimizer": {"type": "SGD", "momentum": 0.9}},
+                            why="SAM-style: wraps a base optimizer, steps with a closure")
+       for name in ("SAM", "FriendlySAM", "LookSAM", "WSAM")},
+    (PYOPT, "GSAM"): Needs(nested={"base_optimizer": {"type": "SGD", "momentum": 0.9}},
+                           breaks="needs rho_scheduler= (an object over the lr scheduler, which no config can give), and "
+                           "its step wants a closure returning (outputs, loss)"),
     # Observed breaks of the contract, each expected (and re-checked) by the test:
     (DS, "DeepSpeedCPUAdam"): Needs(breaks="a state_dict round trip does not continue identically"),
     (PYOPT, "ApolloDQN"): Needs(breaks="a scheduler's lower lr does not change its update (it warms up from init_lr)"),

@@ -295,7 +295,8 @@ def test_what_a_build_needs_beyond_lr_is_in_the_notes():
     for name in ("AdaHessian", "SophiaH"):  # driven by visdet's second-order driver (wrappers/drivers/second_order.py)
         assert verdicts[name].runs_here and "create_graph=True" in verdicts[name].notes, name
     # Driven by the closure driver (wrappers/drivers/closure.py); the listing still says what a step costs.
-    for name, text in {"AdamWScheduleFreeClosure": "closure", "LBFGS": "closure"}.items():
+    for name, text in {"SAM": "two forward-backward passes", "AdamWScheduleFreeClosure": "closure",
+                       "LBFGS": "closure"}.items():
         assert verdicts[name].runs_here and text in verdicts[name].notes + verdicts[name].description, name
     for name, text in {"SafeFP16Optimizer": "float16 weights",
                        "LoRARite": "LoRA adapter pairs (lora_A/lora_B)"}.items():
