@@ -46,8 +46,7 @@ def test_a_cxx_compiler_is_looked_up_on_path_as_cxx_says(monkeypatch):
     assert unmet_needs(_spec(Need.CXX_COMPILER)) == [NEED_TEXT[Need.CXX_COMPILER]]
 
 
-@pytest.mark.parametrize("need", [Need.DEEPSPEED_ENGINE, Need.CLOSURE, Need.PARAM_LAYOUT,
-                                  Need.BASE_OPTIMIZER])
+@pytest.mark.parametrize("need", [Need.DEEPSPEED_ENGINE, Need.CLOSURE, Need.PARAM_LAYOUT])
 def test_needs_of_how_it_is_built_or_driven_are_never_met_by_the_machine(monkeypatch, need):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
@@ -56,6 +55,11 @@ def test_needs_of_how_it_is_built_or_driven_are_never_met_by_the_machine(monkeyp
 
 def test_model_is_met_by_visdets_constructor():
     assert need_met(Need.MODEL)  # build/model_argument.py passes the model to the classes that take it
+
+
+def test_base_optimizer_and_fp16_weights():
+    assert need_met(Need.BASE_OPTIMIZER)  # a config nests the optimizer it wraps (config/nested_optimizer.py)
+    assert not need_met(Need.FP16_WEIGHTS)  # visdet keeps float32 weights (SafeFP16Optimizer needs float16 ones)
 
 
 def test_create_graph_is_met_by_visdets_second_order_driver():
