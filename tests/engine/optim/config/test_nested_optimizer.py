@@ -35,6 +35,9 @@ def test_the_inner_config_is_what_the_constructor_plans_with_the_wrappers_as_she
      f"{KEY}.base_optimizer.type", "put the other wrapper outside"),
     (dict(type="AdamW", lr=1e-3, fallback=dict(type="Lookahead", optimizer=dict(type="SGD", lr=0.1))),
      f"{KEY}.fallback.type", "cannot be a fallback"),
+    (dict(type="Lookahead", optimizer=dict(type="pytorch_optimizer_Muon", lr=0.02)), f"{KEY}.optimizer.type",
+     "its use_muon groups"),
+    (dict(type="Lookahead", optimizer=dict(type="LOMO", lr=1e-3)), f"{KEY}.optimizer.type", "over the model"),
 ])
 def test_mistakes_name_the_nested_key(cfg, key, text):
     with pytest.raises(OptimizerConfigError) as raised:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from visdet.engine.optim.catalog.availability import MET_BY_ARGUMENT
+from visdet.engine.optim.catalog.catalogue import spec_for_class
 from visdet.engine.optim.catalog.spec import Need
 from visdet.engine.optim.config.arguments import check_keywords, check_required, check_values
 from visdet.engine.optim.errors import OptimizerConfigError
@@ -158,6 +159,13 @@ def parse_nested(
             f"wrapper outside, e.g. dict(type='Lookahead', optimizer=dict(type={name!r}, {keyword}=dict(type='SGD')))",
             f"{inner_key}.type",
         )
+    spec = spec_for_class(inner.cls)
+    inner_first = next(iter(list(_init_parameters(inner.cls))[1:]), None)
+    if (spec is not None and spec.layout) or inner_first == "model":  # built by their own paths, which skip shells
+        raise OptimizerConfigError(
+            f"{name} cannot wrap {inner.name} yet: visdet builds it its own way ("
+            f"{'its use_muon groups' if inner_first != 'model' else 'over the model'}), not as a wrapped optimizer; "
+            f"use {inner.name} alone", f"{inner_key}.type")
     parameters = _init_parameters(cls)
     lr = inner.kwargs.get("lr", inner.keywords.defaults.get("lr"))
     if "lr" in own.names and "lr" not in kwargs and lr is not None:
