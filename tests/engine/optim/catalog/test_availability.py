@@ -46,7 +46,7 @@ def test_a_cxx_compiler_is_looked_up_on_path_as_cxx_says(monkeypatch):
     assert unmet_needs(_spec(Need.CXX_COMPILER)) == [NEED_TEXT[Need.CXX_COMPILER]]
 
 
-@pytest.mark.parametrize("need", [Need.DEEPSPEED_ENGINE, Need.CLOSURE, Need.PARAM_LAYOUT])
+@pytest.mark.parametrize("need", [Need.DEEPSPEED_ENGINE, Need.PARAM_LAYOUT])
 def test_needs_of_how_it_is_built_or_driven_are_never_met_by_the_machine(monkeypatch, need):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
@@ -55,6 +55,10 @@ def test_needs_of_how_it_is_built_or_driven_are_never_met_by_the_machine(monkeyp
 
 def test_model_is_met_by_visdets_constructor():
     assert need_met(Need.MODEL)  # build/model_argument.py passes the model to the classes that take it
+
+
+def test_closure_is_met_by_visdets_closure_driver():
+    assert need_met(Need.CLOSURE)  # wrappers/drivers/closure.py runs step(closure) on the same batch
 
 
 def test_base_optimizer_and_fp16_weights():
@@ -119,6 +123,6 @@ def test_assume_met_nests_and_restores_after_an_exception(monkeypatch):
         assert need_met(Need.DISTRIBUTED)  # the inner block keeps what the outer one assumed
         assert not need_met(Need.DEEPSPEED_ENGINE)
     with pytest.raises(RuntimeError, match="boom"):
-        with assume_met(Need.CLOSURE):
+        with assume_met(Need.DEEPSPEED_ENGINE):
             raise RuntimeError("boom")
-    assert not need_met(Need.CLOSURE) and not need_met(Need.DISTRIBUTED)
+    assert not need_met(Need.DEEPSPEED_ENGINE) and not need_met(Need.DISTRIBUTED)
