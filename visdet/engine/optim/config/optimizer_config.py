@@ -16,6 +16,7 @@ import torch
 from visdet.engine.optim.catalog.catalogue import spec_for_class
 from visdet.engine.optim.errors import OptimizerConfigError
 from visdet.engine.optim.config.arguments import check_keywords, check_required, check_values
+from visdet.engine.optim.config.composed_names import expand_composed
 from visdet.engine.optim.config.nested_optimizer import Shell, missing_inner_error, nested_keyword, parse_nested
 from visdet.utils.signatures import Keywords, accepted_keywords
 
@@ -120,6 +121,7 @@ def _expand_alias(cfg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """An alias type (``'adamw_torch_fused'``) as its target and defaults, so the checks see both."""
     from visdet.registry import OPTIMIZERS  # the registry module imports this package
 
+    cfg = expand_composed(cfg, key, lambda name: name in OPTIMIZERS.module_dict)  # timm's lookahead_<name>
     return OPTIMIZERS.expand_alias(cfg, key)
 
 
