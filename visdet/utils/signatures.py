@@ -71,7 +71,8 @@ def _add_parameter(
     if p.name in names:
         return
     names.append(p.name)
-    if p.default is not p.empty:
+    # torch.optim's ``required`` sentinel (``lr=required``, timm's SGDP) is a default that means "no default".
+    if p.default is not p.empty and type(p.default).__name__ != "_RequiredParameter":
         defaults[p.name] = p.default
     elif required is not None:
         required.append(p.name)

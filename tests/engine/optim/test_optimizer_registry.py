@@ -63,7 +63,8 @@ def _fields(source: Source) -> dict:
 def _real_exported_classes(source, module_name: str) -> set[str]:
     """Optimizer classes a module exports (``__all__`` when it has one) that its package defines."""
     module = importlib.import_module(module_name)
-    names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+    # Private names are never registered, even when a package lists one in __all__ (torchao's _AdamW).
+    names = [n for n in (getattr(module, "__all__", None) or dir(module)) if not n.startswith("_")]
     return {
         name for name in names
         if inspect.isclass(obj := getattr(module, name)) and issubclass(obj, torch.optim.Optimizer)

@@ -134,9 +134,6 @@ NEEDS: dict[tuple[str, str], Needs] = {
     **{(PYOPT, name): Needs(nested={"base_optimizer": {"type": "SGD", "momentum": 0.9}},
                             why="SAM-style: wraps a base optimizer, steps with a closure")
        for name in ("SAM", "FriendlySAM", "LookSAM", "WSAM")},
-    (PYOPT, "GSAM"): Needs(nested={"base_optimizer": {"type": "SGD", "momentum": 0.9}},
-                           breaks="needs rho_scheduler= (an object over the lr scheduler, which no config can "
-                           "give), and its step wants a closure returning (outputs, loss)"),
     # Observed breaks of the contract, each expected (and re-checked) by the test:
     (DS, "DeepSpeedCPUAdam"): Needs(breaks="a state_dict round trip does not continue identically"),
     (PYOPT, "ApolloDQN"): Needs(breaks="a scheduler's lower lr does not change its update (it warms up from init_lr)"),

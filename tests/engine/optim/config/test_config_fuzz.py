@@ -10,6 +10,8 @@ mmengine, and never as a hang.
 """
 from __future__ import annotations
 
+import re
+
 import signal
 import string
 import warnings
@@ -347,7 +349,14 @@ def test_optim_wrapper_cfg_builds_or_raises_config_error(cfg):
     build_or_config_error(cfg)
 
 
-@pytest.mark.parametrize("name", BUILT_TYPES)
+#: Runnable through OPTIMIZERS.build but not from a config yet: they take no lr, and the constructor needs one
+#: to scale per group (their lr-free groups and an lr schedule with nothing to set are not handled).
+TAKES_NO_LR = ("AliG", "SAMWrapper")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
+    strict=True, raises=ConfigError, reason="takes no lr: the constructor needs one (TAKES_NO_LR)"))
+    if n in TAKES_NO_LR else n for n in BUILT_TYPES])
 def test_every_type_the_fuzzer_builds_does_build(name):
     """The pool is not all errors: each type builds with a sane config, so the fuzzer reaches its code."""
     cfg: dict[str, Any] = {"type": name, "lr": 0.01}
@@ -359,14 +368,26 @@ def test_every_type_the_fuzzer_builds_does_build(name):
             # What some types need beyond lr, as their listing notes say: bitsandbytes' SGD and LARS
             # refuse momentum=0; Adafactor-style optimizers refuse an lr with relative_step=True;
             # Ranger21 needs its run length.
-            extra = next((kw for word, kw in RETRY_WITH.items() if word in str(exc)), None)
-            assert extra is not None, exc
-            wrapper = OptimWrapperConstructor({"optimizer": {**cfg, **extra}})(SmallNet())
+            wrapper = OptimWrapperConstructor({"optimizer": _retried(cfg, exc)})(SmallNet())
     assert wrapper.optimizer.param_groups
 
 
 RETRY_WITH = {"momentum": {"momentum": 0.9}, "relative_step": {"relative_step": False},
-              "num_iterations": {"num_iterations": 100}}
+              "num_iterations": {"num_iterations": 100}, "needs rank": {"rank": 4},
+              "num_data": {"num_data": 100}}
+
+
+def _retried(cfg: dict[str, Any], exc: ConfigError) -> dict[str, Any]:
+    """``cfg`` changed as its error says: a keyword it needs, its inner optimizer nested, or no lr."""
+    message = str(exc)
+    nested = re.search(r"wraps another optimizer: nest its config as (\w+)=", message)
+    if nested:  # Lookahead, SAM...: the lr goes to the inner optimizer
+        return {"type": cfg["type"], nested.group(1): {"type": "SGD", "lr": cfg["lr"], "momentum": 0.9}}
+    if "unknown argument 'lr'" in message:  # AliG (max_lr), heavyball's SAMWrapper: no lr of their own
+        return {"type": cfg["type"]}
+    extra = next((kw for word, kw in RETRY_WITH.items() if word in message), None)
+    assert extra is not None, exc
+    return {**cfg, **extra}
 
 
 def test_pools_are_not_empty():

@@ -304,8 +304,9 @@ class OptimWrapperConstructor:
             optimizer = OPTIMIZERS.build(build_cfg)
         except OptimizerConfigError:
             raise
-        except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
-            # AssertionError: some packages check arguments with a bare assert (lion-pytorch: lr > 0).
+        except (TypeError, ValueError, RuntimeError, AssertionError, KeyError) as exc:
+            # AssertionError: some packages check arguments with a bare assert (lion-pytorch: lr > 0); KeyError:
+            # some look a string option up in a table (heavyball's param_ecc=0.5).
             raise OptimizerConfigError(f"{cfg.name} refused its arguments: {_refusal_text(exc)}", cfg.key) from exc
         device = groups[0]["params"][0].device.type
         log_choice_once(cfg.name, implementation, device)

@@ -29,7 +29,7 @@ NEED_TEXT = {
     ),
     Need.CREATE_GRAPH: (
         "needs loss.backward(create_graph=True) for its Hessian-vector products, which visdet's "
-        "OptimWrapper does not do"
+        "OptimWrapper and AmpOptimWrapper do (wrappers/drivers/second_order.py) and DeepSpeed's/FSDP's engines do not"
     ),
     Need.PARAM_LAYOUT: "needs its own parameter-group layout, which visdet's constructor does not build (see notes)",
     Need.LORA_ADAPTERS: "needs LoRA adapter pairs (lora_A/lora_B), a model type visdet does not have",
@@ -41,6 +41,9 @@ NEED_TEXT = {
         "type visdet does not train; for float16 use optim_wrapper=dict(type='AmpOptimWrapper', dtype='float16')"
     ),
     Need.MODEL: "takes the model itself, not its parameters: pass model=... (see notes)",
+    Need.OWN_LOOP: (
+        "drives its own training-loop protocol (see notes), which visdet's closure driver does not follow"
+    ),
 }
 #: Needs a build satisfies by passing this argument (a DeepSpeed engine passes ``deepspeed``).
 MET_BY_ARGUMENT = {
@@ -94,8 +97,10 @@ def need_met(need: Need) -> bool:
         return True  # visdet's OptimWrapper drives step(closure) (wrappers/drivers/closure.py)
     if need is Need.MODEL:
         return True  # visdet's constructor passes the model (build/model_argument.py)
-    if need in (Need.CLOSURE, Need.PARAM_LAYOUT, Need.BASE_OPTIMIZER, Need.MODEL):
-        return False  # met only by how it is built or driven, never by the machine
+    if need is Need.OWN_LOOP:
+        return False  # no visdet driver follows an optimizer's own loop protocol
+    if need is Need.PARAM_LAYOUT:
+        return False  # met only by how it is built (a record with a layout), never by the machine
     raise ValueError(f"unknown need {need!r}")
 
 

@@ -20,8 +20,8 @@ class Need(str, Enum):
     DISTRIBUTED = "distributed"  # torch.distributed initialised
     DEEPSPEED_ENGINE = "deepspeed_engine"  # built by deepspeed.initialize()
     CXX_COMPILER = "cxx_compiler"  # JIT-compiles a C++ kernel on first use
-    # What a training loop must do beyond ``backward(); step()``: visdet's
-    # OptimWrapper does none of these, so such optimizers are refused at build.
+    # What a training loop must do beyond ``backward(); step()``: visdet's drivers
+    # (wrappers/drivers/) do these; DeepSpeed's and FSDP's engines refuse them at check time.
     CLOSURE = "closure"  # step(closure) re-runs forward and backward (SAM, AliG)
     CREATE_GRAPH = "create_graph"  # backward(create_graph=True) for Hessian products
     PARAM_LAYOUT = "param_layout"  # parameter groups laid out its own way (use_muon, LoRA pairs)
@@ -31,6 +31,8 @@ class Need(str, Enum):
     # A kind of model visdet does not have; never met (the notes say which).
     LORA_ADAPTERS = "lora_adapters"  # LoRA A/B adapter pairs (LoRARite)
     FP16_WEIGHTS = "fp16_weights"  # float16 weights kept with fp32 master copies (SafeFP16Optimizer)
+    # A training-loop protocol of its own that visdet's drivers do not follow; never met (the notes say which).
+    OWN_LOOP = "own_loop"  # GSAM: set_closure() returning (outputs, loss), a rho_scheduler object
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class OptimizerSpec:
             fallback optimizer (torch's Muon).
         shards_state: Shards another optimizer's state across processes
             (ZeroRedundancyOptimizer).
+        required: Keywords a config must set although the signature gives them a
+            default, because that default fails over parameter groups (heavyball's
+            ``PSGDLRA`` derives ``rank`` from a list of tensors).
         layout: The parameter-group layout visdet's constructor builds for it:
             ``'use_muon'`` (pytorch-optimizer's Muon family: matrices in groups
             flagged ``use_muon=True``, the rest ``use_muon=False``),
@@ -86,6 +91,7 @@ class OptimizerSpec:
     offload: bool = False
     matrix_only: bool = False
     shards_state: bool = False
+    required: tuple[str, ...] = ()
     layout: str = ""
 
     @property

@@ -169,7 +169,8 @@ _RANGE_RULES: dict[str, dict[str, Any]] = {
 
 #: Counts that must be positive integers wherever they appear: bitsandbytes' ``min_8bit_size``
 #: (tensors with fewer values keep 32-bit state); a float or 0 would silently change every tensor's state.
-_INT_AT_LEAST_ONE = frozenset({"min_8bit_size"})
+# num_iterations: Ranger21's run length, which it divides by (0 or False: ZeroDivisionError inside the class).
+_INT_AT_LEAST_ONE = frozenset({"min_8bit_size", "num_iterations"})
 
 
 def check_values(kwargs: Mapping[str, Any], keywords: Keywords, owner: str, key: str) -> None:

@@ -117,6 +117,16 @@ def _resolve_type(obj_type: Any, key: str) -> tuple[str, type]:
     return obj_type, cls
 
 
+def _check_catalogued_required(cls: type, kwargs: Mapping[str, Any], name: str, key: str) -> None:
+    """Keywords the catalogue says a config must set although the signature has a default for them."""
+    spec = spec_for_class(cls)
+    missing = [k for k in (spec.required if spec is not None else ()) if k not in kwargs]
+    if missing:
+        raise OptimizerConfigError(
+            f"{name} needs {', '.join(missing)} set in the config: its default does not work over parameter "
+            f"groups ({spec.notes})", f"{key}.{missing[0]}")
+
+
 def _expand_alias(cfg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """An alias type (``'adamw_torch_fused'``) as its target and defaults, so the checks see both."""
     from visdet.registry import OPTIMIZERS  # the registry module imports this package
@@ -152,6 +162,7 @@ def parse_optimizer_cfg(cfg: Any, key: str = "optim_wrapper.optimizer", allow_hy
     keywords = accepted_keywords(cls)
     check_keywords(kwargs, keywords, name, key, extra=("type", *HYBRID_KEYS) if allow_hybrid else ("type",))
     check_required(kwargs, keywords, name, key)
+    _check_catalogued_required(cls, kwargs, name, key)
     check_values(kwargs, keywords, name, key)
     parsed = OptimizerConfig(name=name, cls=cls, kwargs=kwargs, keywords=keywords, key=key)
     if options and not allow_hybrid:

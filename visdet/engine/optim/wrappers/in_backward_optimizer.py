@@ -80,7 +80,7 @@ class PerParameterOptimizer(torch.optim.Optimizer):
             for param in group["params"]:
                 try:
                     inner = cls([{**settings, "params": [param]}], **kwargs)
-                except (TypeError, ValueError, RuntimeError) as exc:
+                except (TypeError, ValueError, RuntimeError, AssertionError, KeyError, AttributeError) as exc:
                     raise OptimizerConfigError(
                         f"InBackwardOptimWrapper steps one parameter at a time with its own {cls.__name__}, "
                         f"which cannot be built over one parameter ({exc}); use a single optimizer type "

@@ -16,6 +16,8 @@ the first step of a new shape compiles.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from visdet.engine.optim.catalog.source import Source
 from visdet.engine.optim.catalog.spec import Need, OptimizerSpec, facts
 
@@ -67,7 +69,9 @@ _SPECS: dict[str, OptimizerSpec] = {
     "LATHER": _f("LATHER: Adam in the eigenspace of a PSGD-Kron preconditioner"),
     "PSGDPRO": _f("PSGD-Kron with the Procrustes (PRO) update of its factor Q"),
     "QSGD": _f("QSGD: PSGDPRO applying the factor Q instead of P"),
-    "PSGDLRA": _f("PSGD with a low-rank-approximation preconditioner"),
+    "PSGDLRA": replace(_f("PSGD with a low-rank-approximation preconditioner"), required=("rank",),
+                       notes="set rank= (its default derives it from a list of tensors, which parameter groups "
+                       "are not); " + _COMPILE),
     "SplitOpt": facts(
         "Different parameter groups stepped by different heavyball optimizers (heavyball)",
         needs=(Need.PARAM_LAYOUT,),

@@ -58,7 +58,10 @@ SPECIAL: dict[str, OptimizerSpec] = {
     "SAM": facts(needs=(Need.BASE_OPTIMIZER, Need.CLOSURE), notes=_SAM),
     "FriendlySAM": facts(needs=(Need.BASE_OPTIMIZER, Need.CLOSURE), notes=_SAM),
     "LookSAM": facts(needs=(Need.BASE_OPTIMIZER, Need.CLOSURE), notes=_SAM),
-    "GSAM": facts(needs=(Need.BASE_OPTIMIZER, Need.MODEL, Need.CLOSURE), notes=_SAM + "; also rho_scheduler"),
+    "GSAM": facts(needs=(Need.BASE_OPTIMIZER, Need.MODEL, Need.CLOSURE, Need.OWN_LOOP),
+                  notes=_SAM + "; its own loop: set_closure(loss_fn, inputs, targets) with a closure returning "
+                  "(outputs, loss), and a rho_scheduler object tied to the lr scheduler, neither of which a config "
+                  "or visdet's closure driver gives; use SAM, WSAM or LookSAM"),
     "WSAM": facts(needs=(Need.BASE_OPTIMIZER, Need.MODEL, Need.CLOSURE), notes=_SAM),
     "BSAM": facts(needs=(Need.CLOSURE,), notes=_SAM + "; also needs num_data (the training-set size)"),
     "Lookahead": facts(needs=(Need.BASE_OPTIMIZER,), notes=_WRAP),
