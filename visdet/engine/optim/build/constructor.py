@@ -304,9 +304,12 @@ class OptimWrapperConstructor:
             optimizer = OPTIMIZERS.build(build_cfg)
         except OptimizerConfigError:
             raise
-        except (TypeError, ValueError, RuntimeError, AssertionError, KeyError) as exc:
+        except (TypeError, ValueError, RuntimeError, AssertionError, KeyError, AttributeError, IndexError,
+                ArithmeticError) as exc:
             # AssertionError: some packages check arguments with a bare assert (lion-pytorch: lr > 0); KeyError:
-            # some look a string option up in a table (heavyball's param_ecc=0.5).
+            # some look a string option up in a table (heavyball's param_ecc=0.5); AttributeError, IndexError: some
+            # use an argument as the structure they expect (heavyball's orig_shapes=0.5); ArithmeticError: divide by it
+            # (heavyball's precondition_frequency=0).
             raise OptimizerConfigError(f"{cfg.name} refused its arguments: {_refusal_text(exc)}", cfg.key) from exc
         device = groups[0]["params"][0].device.type
         log_choice_once(cfg.name, implementation, device)
