@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -97,38 +97,41 @@ def _check_no_per_module_optimizers(cfg: Mapping[str, Any], name: str) -> None:
                 "without a strategy)", f"optim_wrapper.paramwise_cfg.custom_keys[{key!r}].optimizer")
 
 
-def _check_no_create_graph(cfg: Mapping[str, Any], name: str) -> None:
-    """Second-order optimizers (SophiaH, AdaHessian; nested in a wrapper too) need visdet's OptimWrapper to
-    back-propagate with create_graph=True (wrappers/drivers/second_order.py); DeepSpeed's engine runs its own
-    backward and FSDP's reduce-scattered gradient shards carry no graph."""
+def _nested_specs(cfg: Mapping[str, Any]) -> Iterator[tuple[Any, str]]:
+    """(catalogue record, config key) of the optimizer and of each one nested in it (``optimizer=`` or
+    ``base_optimizer=``, config/nested_optimizer.py), outermost first; types without a record are passed over."""
     optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
     key = "optim_wrapper.optimizer"
     while isinstance(optimizer, Mapping):
         spec = optimizer_spec(optimizer.get("type") if isinstance(optimizer.get("type"), str) else None)
-        if spec is not None and Need.CREATE_GRAPH in spec.needs:
+        if spec is not None:
+            yield spec, key
+        inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
+        optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
+
+
+def _check_no_create_graph(cfg: Mapping[str, Any], name: str) -> None:
+    """Second-order optimizers (SophiaH, AdaHessian; nested in a wrapper too) need visdet's OptimWrapper to
+    back-propagate with create_graph=True (wrappers/drivers/second_order.py); DeepSpeed's engine runs its own
+    backward and FSDP's reduce-scattered gradient shards carry no graph."""
+    for spec, key in _nested_specs(cfg):
+        if Need.CREATE_GRAPH in spec.needs:
             raise StrategyConfigError(
                 f"{spec.name} estimates the Hessian by differentiating the gradients again "
                 f"(backward(create_graph=True)), which {name} cannot do: its gradients carry no graph; "
                 "train it without a strategy (one process)", f"{key}.type")
-        inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
-        optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
 
 
 def _check_no_closure(cfg: Mapping[str, Any], name: str) -> None:
     """Closure optimizers (SAM family, LBFGS, AliG, *ScheduleFreeClosure; nested in a wrapper too) need visdet's
     OptimWrapper to re-run forward and backward inside step(closure) (wrappers/drivers/closure.py); DeepSpeed's
     engine and FSDP's wrapper step without a closure."""
-    optimizer = (cfg.get("optim_wrapper") or {}).get("optimizer")
-    key = "optim_wrapper.optimizer"
-    while isinstance(optimizer, Mapping):
-        spec = optimizer_spec(optimizer.get("type") if isinstance(optimizer.get("type"), str) else None)
-        if spec is not None and Need.CLOSURE in spec.needs:
+    for spec, key in _nested_specs(cfg):
+        if Need.CLOSURE in spec.needs:
             raise StrategyConfigError(
                 f"{spec.name} re-evaluates the loss on the same batch inside step(closure), which {name} cannot "
                 "drive: its engine runs one backward and steps without a closure; train it without a strategy "
                 "(visdet's OptimWrapper, one process or DDP)", f"{key}.type")
-        inner = next((k for k in ("optimizer", "base_optimizer") if k in optimizer), None)
-        optimizer, key = (optimizer.get(inner), f"{key}.{inner}") if inner else (None, key)
 
 
 def _check_no_model_taking(cfg: Mapping[str, Any], name: str) -> None:
