@@ -127,7 +127,11 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         (:func:`~visdet.engine.optim.wrappers.train_step.train_step`) then runs
         mmengine's ``model.train_step``.
         """
-        found = driver_for(self.optimizer)
+        # Chosen once per optimizer object, not every iteration: choosing looks the class up in the catalogue.
+        cached = getattr(self, "_driver_choice", None)
+        if cached is None or cached[0] is not self.optimizer:
+            cached = self._driver_choice = (self.optimizer, driver_for(self.optimizer))
+        found = cached[1]
         return NotImplemented if found is None else found[1](self, model, data)
 
     def update_params(  # type: ignore[override]
