@@ -41,6 +41,10 @@ EXTRAS = {
     "grokadamw": ["grokadamw>=0.1.2,<0.2"],
     # tools/train.py adds mmengine's TensorboardVisBackend when tensorboard is importable.
     "tensorboard": ["tensorboard>=2.14"],
+    # tools/tune.py: Optuna studies in SQLite (nothing to install) or PostgreSQL through psycopg2 (several machines).
+    # 4.9 named the heartbeat's retry RetryHeartbeatStaleTrialCallback. optuna-dashboard reads the study database
+    # but is optional: pip install optuna-dashboard.
+    "tune": ["optuna>=4.9,<6", "psycopg2-binary>=2.9"],
     "tests": ["pytest>=7", "hypothesis>=6", "import-linter>=2.1,<3", "ruff>=0.6"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
