@@ -23,9 +23,10 @@ from visdet.engine.hooks.schedule_free import is_schedule_free
 from visdet.engine.optim.wrappers.train_step import train_step
 
 REPO = Path(__file__).resolve().parents[2]
-# The small config and its strategy variants (DeepSpeed/FSDP engines, tested in tests/engine) are not families.
+# The small config, its strategy variants (DeepSpeed/FSDP engines, tested in tests/engine) and the comparison
+# config (the small model on the main data, AdamW: the choosing tools' tests cover it) are not families.
 FAMILIES = sorted(p.name for p in (REPO / "configs").glob("faster_rcnn_*.py")
-                  if not p.name.startswith("faster_rcnn_r18_small"))
+                  if not p.name.startswith(("faster_rcnn_r18_small", "faster_rcnn_r18_compare")))
 ITERATIONS = 10
 #: Trained by other tests of the default run too (DeepSpeedCPUAdam under ZeRO-2 offload, the Muon hybrid
 #: under the Runner); their family runs are long (`pytest -m long`). NorMuon's Newton-Schulz steps make its
