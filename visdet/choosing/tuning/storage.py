@@ -107,6 +107,11 @@ def open_storage(url: str | None, work_dir: str) -> optuna.storages.RDBStorage:
     try:
         parsed.get_dialect()
     except sa_exc.NoSuchModuleError:
+        backend = parsed.get_backend_name()
+        if "+" in parsed.drivername and backend in _DRIVERS:
+            known = ", ".join(f"{backend}+{name}" for name, _ in _DRIVERS[backend])
+            raise ConfigError(f"'{parsed.get_driver_name()}' in '{_hide_password(parsed)}' is not a driver "
+                              f"SQLAlchemy has; use e.g. {known}, or {backend}:// alone", KEY) from None
         raise ConfigError(f"'{parsed.drivername}' in '{_hide_password(parsed)}' is not a database SQLAlchemy knows; "
                           "use postgresql://, mysql:// or sqlite:///", KEY) from None
     parsed = _with_driver(parsed, _hide_password(parsed))
