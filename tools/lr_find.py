@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
               f"state restored in {result.restore_seconds:.2f} s")
         for name, value in (("steepest descent", result.steepest), ("minimum loss / 10", result.minimum)):
             print(f"  {name}: {'none (the loss never fell)' if value is None else f'{value:.3g}'}")
+        if result.lowest_at_start:
+            print(f"  note: the loss was lowest at the first lrs, so minimum / 10 is --start; a lower --start "
+                  f"(below {args.start:g}) shows where it begins to fall")
         if result.cfg_option() is not None:
             print(f"train with: {result.cfg_option()}")
         print(f"plot: {result.png_path}\nrecord: {result.json_path}")

@@ -24,7 +24,7 @@ from mmengine.config import Config
 from visdet.choosing.lr_finder import loop as _loop  # noqa: F401  registers LrRangeTestLoop in visdet's LOOPS
 from visdet.choosing.lr_finder.applicability import LrTarget, lr_target
 from visdet.choosing.lr_finder.plot import plot_range_test
-from visdet.choosing.lr_finder.suggestion import min_loss_lr, steepest_descent_lr
+from visdet.choosing.lr_finder.suggestion import min_at_start, min_loss_lr, steepest_descent_lr
 from visdet.choosing.prepare import check_run_config, prepare_runner
 from visdet.errors import ConfigError
 
@@ -69,6 +69,7 @@ class RangeTestResult:
     minimum: float | None
     iterations: int
     stop_reason: str
+    lowest_at_start: bool
     restore_seconds: float
     json_path: Path
     png_path: Path
@@ -107,7 +108,11 @@ def build_range_test_runner(cfg: Config, settings: RangeTestSettings, work_dir: 
     """(Runner, lr target) ready for ``runner.train()``; every mistake is a ConfigError before building."""
     target = configure(cfg, settings)
     check_run_config(cfg)
-    return prepare_runner(cfg, work_dir, experiment_name=f"lr_find_{time.time_ns()}"), target
+    name = f"lr_find_{time.time_ns()}"
+    # mmengine keeps one Visualizer per name for the process, and the shipped configs name theirs
+    # 'visualizer': a second Runner in this process would write to the first one's (maybe deleted) folder.
+    cfg.setdefault("visualizer", dict(type="Visualizer"))["name"] = name
+    return prepare_runner(cfg, work_dir, experiment_name=name), target
 
 
 def finish(runner: Any, target: LrTarget, settings: RangeTestSettings, seconds: float | None = None,
@@ -121,11 +126,13 @@ def finish(runner: Any, target: LrTarget, settings: RangeTestSettings, seconds: 
                           title=f"lr range test: {target.type_name}")
     result = RangeTestResult(lr_key=target.key, config_lr=target.value, steepest=steepest, minimum=minimum,
                              iterations=len(record.lrs), stop_reason=record.stop_reason,
+                             lowest_at_start=min_at_start(record.lrs, record.smoothed),
                              restore_seconds=record.restore_seconds, json_path=work_dir / JSON_NAME, png_path=png)
     payload = {
         "config": config_path, "optimizer": target.type_name, "lr_key": target.key, "config_lr": target.value,
         "settings": asdict(settings), "iterations": result.iterations, "stop_reason": record.stop_reason,
         "suggestions": {"steepest_descent": steepest, "min_loss_div_10": minimum},
+        "lowest_at_start": result.lowest_at_start,
         "cfg_options": result.cfg_option(), "seconds": seconds, "snapshot_seconds": record.snapshot_seconds,
         "restore_seconds": record.restore_seconds,
         "points": [{"lr": lr, "group_lrs": groups, "loss": _finite_or_none(loss), "smoothed": _finite_or_none(avg)}

@@ -9,7 +9,9 @@ average, as both smooth it):
   noisy first iterations (the average is still settling) and the last ones
   (where the loss turns up or the sweep stopped);
 * minimum / 10: a tenth of the lr at the smoothed loss's minimum, the point just
-  before divergence backed off by an order of magnitude (Smith, 2017).
+  before divergence backed off by an order of magnitude (Smith, 2017); never
+  below the first lr swept (a minimum at the first lrs means the range started
+  too high, which :func:`min_at_start` tells).
 
 No library exports these as functions over plain arrays (fastai and Lightning
 compute them inside their tuner objects), so they are written here.
@@ -82,8 +84,14 @@ def steepest_descent_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> floa
 
 
 def min_loss_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> float | None:
-    """A tenth of the lr at the smoothed loss's minimum; None without a finite point."""
+    """A tenth of the lr at the smoothed loss's minimum, at least the first lr; None without a finite point."""
     x, y = _finite_prefix(lrs, smoothed)
     if len(x) == 0:
         return None
-    return float(x[int(np.argmin(y))]) / 10.0
+    return max(float(x[int(np.argmin(y))]) / 10.0, float(x[0]))
+
+
+def min_at_start(lrs: Sequence[float], smoothed: Sequence[float]) -> bool:
+    """Whether a tenth of the minimum's lr lies below the sweep (the loss was lowest at its first lrs)."""
+    x, y = _finite_prefix(lrs, smoothed)
+    return len(x) > 0 and float(x[int(np.argmin(y))]) / 10.0 < float(x[0])
