@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
+import matplotlib.image
 import optuna
 import pytest
 from mmengine.config import Config
@@ -33,6 +34,10 @@ def fake_run_trial(trial, cfg, space, work_dir, iters=None, val_interval=None, m
         trial.set_user_attr("pruned_reason", "lr above 0.05 (the stand-in's rule)")
         raise optuna.TrialPruned()
     return 1.0 - abs(lr - 0.01)
+
+
+#: optimize()'s keywords for the stand-in (which allocates nothing for a garbage collection to free).
+FAKE = dict(run_trial=fake_run_trial, gc_after_trial=False)
 
 
 def lrs(study: optuna.Study) -> list[float]:
@@ -88,7 +93,7 @@ def test_the_pruners_and_an_unknown_one():
 def test_seeding_repeats_a_study_and_keeps_workers_and_seeds_apart(tmp_path):
     def run(storage, name, seed, n):
         study = open_study(storage, name, seed=seed, pruner="none")
-        optimize(study, CFG, SPACE, str(tmp_path), n, run_trial=fake_run_trial)
+        optimize(study, CFG, SPACE, str(tmp_path), n, **FAKE)
         return study
 
     storage = open_storage(None, str(tmp_path))
@@ -108,13 +113,13 @@ def test_optimize_fills_one_budget_across_runs_and_counts_pruned_trials(tmp_path
     storage = open_storage(None, str(tmp_path))
     study = open_study(storage, "budget", seed=3, pruner="none")
     study.enqueue_trial({"optimizer.lr": 0.09})  # pruned by the stand-in
-    result = optimize(study, CFG, SPACE, str(tmp_path), 3, iters=2, run_trial=fake_run_trial)
+    result = optimize(study, CFG, SPACE, str(tmp_path), 3, iters=2, **FAKE)
     assert result.ran_here == 3 and count(study, (TrialState.PRUNED,)) == 1
     out = capsys.readouterr().out
     assert "[1/3] trial 0 (optimizer.lr=0.09): pruned after 2 iterations: lr above 0.05" in out
     assert "; no complete trial yet (took" in out and "[3/3] trial 2" in out and "best mAP" in out
-    assert optimize(study, CFG, SPACE, str(tmp_path), 3, iters=2, run_trial=fake_run_trial).ran_here == 0  # full
-    assert optimize(study, CFG, SPACE, str(tmp_path), 5, iters=2, run_trial=fake_run_trial).ran_here == 2
+    assert optimize(study, CFG, SPACE, str(tmp_path), 3, iters=2, **FAKE).ran_here == 0  # full
+    assert optimize(study, CFG, SPACE, str(tmp_path), 5, iters=2, **FAKE).ran_here == 2
     complete = [t.state for t in study.trials].count(TrialState.COMPLETE)
     assert len(study.trials) == 5 and TrialState.RUNNING not in [t.state for t in study.trials]
     assert {t.user_attrs["worker"].split(":")[-1] for t in study.trials} == {str(__import__("os").getpid())}
@@ -123,17 +128,34 @@ def test_optimize_fills_one_budget_across_runs_and_counts_pruned_trials(tmp_path
     assert f"best: trial {study.best_trial.number}" in text
 
 
-def test_a_worker_waits_for_the_last_trial_running_elsewhere(tmp_path, monkeypatch):
-    """With 1 of 2 trials finished and the other running in another worker, optimize waits instead of overshooting."""
-    monkeypatch.setattr("visdet.choosing.tuning.study.POLL_S", 0.05)
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")  # ask() below, as another worker would
+@pytest.mark.parametrize("raced", [False, True])
+def test_a_worker_waits_for_the_last_trial_running_elsewhere(tmp_path, monkeypatch, raced):
+    """1 of 2 trials finished, the other running in another worker: optimize waits instead of overshooting.
+
+    ``raced``: this worker read the count just before the other worker's trial started, so it starts a third
+    trial; that one sees the other and stops untrained, a FAIL marked surplus, and the study holds 2.
+    """
+    from visdet.choosing.tuning import study as studies
+
+    monkeypatch.setattr(studies, "POLL_S", 0.05)
     storage = open_storage(None, str(tmp_path))
     study = open_study(storage, "wait", pruner="none")
-    optimize(study, CFG, SPACE, str(tmp_path), 1, run_trial=fake_run_trial)
+    optimize(study, CFG, SPACE, str(tmp_path), 1, **FAKE)
     elsewhere = study.ask()  # RUNNING, as in another worker
+    if raced:
+        stale = iter([1])
+        real_count = studies.count
+        monkeypatch.setattr(studies, "count", lambda s, states: (next(stale, None) if TrialState.RUNNING in states
+                                                                 else None) or real_count(s, states))
     threading.Timer(0.5, lambda: study.tell(elsewhere, 0.5)).start()
     started = time.monotonic()
-    assert optimize(study, CFG, SPACE, str(tmp_path), 2, run_trial=fake_run_trial).ran_here == 0
-    assert time.monotonic() - started >= 0.4 and len(study.trials) == 2
+    assert optimize(study, CFG, SPACE, str(tmp_path), 2, **FAKE).ran_here == 0
+    assert time.monotonic() - started >= 0.4
+    states = [t.state for t in study.trials]
+    assert states == ([TrialState.COMPLETE] * 2 + [TrialState.FAIL] if raced else [TrialState.COMPLETE] * 2)
+    if raced:
+        assert "already" in study.trials[2].user_attrs["surplus"] and not study.trials[2].params
 
 
 def test_outputs_say_which_plot_cannot_be_drawn_yet(tmp_path):
@@ -141,7 +163,7 @@ def test_outputs_say_which_plot_cannot_be_drawn_yet(tmp_path):
     study = open_study(storage, "plots", pruner="none")
     assert outputs.write_best_config(study, CFG, SPACE, str(tmp_path)) is None
     assert set(outputs.write_plots(study, str(tmp_path)).values()) == {"not drawn: no complete trial yet"}
-    optimize(study, CFG, SPACE, str(tmp_path), 1, run_trial=fake_run_trial)
+    optimize(study, CFG, SPACE, str(tmp_path), 1, **FAKE)
     drawn = outputs.write_plots(study, str(tmp_path))
     assert drawn["param_importances.png"] == "not drawn: needs 2 complete trials, the study has 1"
     assert (tmp_path / "optimization_history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -149,3 +171,7 @@ def test_outputs_say_which_plot_cannot_be_drawn_yet(tmp_path):
     best = Config.fromfile(str(path))
     assert best.optim_wrapper.optimizer.lr == study.best_trial.params["optimizer.lr"]
     assert "work_dir" not in best and path.read_text().startswith("# The best trial of Optuna study 'plots'")
+    optimize(study, CFG, SPACE, str(tmp_path), 3, **FAKE)  # 2 complete at least (lr <= 0.05)
+    assert outputs.write_plots(study, str(tmp_path)) == {name: str(tmp_path / name) for name in outputs.PLOTS}
+    for name in outputs.PLOTS:
+        assert matplotlib.image.imread(str(tmp_path / name)).shape[0] > 100

@@ -11,6 +11,7 @@ cannot be drawn yet is reported with its reason instead of failing the study.
 from __future__ import annotations
 
 import copy
+import os
 import os.path as osp
 import warnings
 from pathlib import Path
@@ -51,13 +52,16 @@ def write_best_config(study: optuna.Study, cfg: Config, space, work_dir: str) ->
     best = study.best_trial
     path = Path(work_dir, BEST_CONFIG)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.dump(str(path))
+    # Written aside and renamed: workers sharing a work dir each write it at the end, and a reader sees one whole.
+    partial = path.with_name(f".{BEST_CONFIG}.{os.getpid()}.py")
+    out.dump(str(partial))
     header = (f"# The best trial of Optuna study '{study.study_name}' (visdet tools/tune.py): trial {best.number}, "
               f"validation mAP {best.value:.4f}\n"
               f"# after {best.user_attrs.get('iterations', '?')} iterations; its overrides: "
               f"{best.user_attrs.get('overrides')}\n"
               "# Train it: python tools/train.py " + str(path) + "\n")
-    path.write_text(header + path.read_text())
+    partial.write_text(header + partial.read_text())
+    os.replace(partial, path)
     return path
 
 
@@ -99,7 +103,9 @@ def write_plots(study: optuna.Study, work_dir: str) -> dict[str, str]:
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
         figure.set_size_inches(max(figure.get_size_inches()[0], 8), max(figure.get_size_inches()[1], 5))
         path = osp.join(work_dir, filename)
-        figure.savefig(path, dpi=100, bbox_inches="tight")
+        partial = osp.join(work_dir, f".{os.getpid()}.{filename}")
+        figure.savefig(partial, dpi=100, bbox_inches="tight", format="png")
         plt.close(figure)
+        os.replace(partial, path)
         results[filename] = path
     return results

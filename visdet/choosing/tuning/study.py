@@ -143,6 +143,10 @@ def best_text(study: optuna.Study) -> str:
     return f"best mAP {best.value:.3f} (trial {best.number})"
 
 
+class SurplusTrial(Exception):
+    """A trial another worker's made unnecessary: both started when the study lacked one (recorded as FAIL)."""
+
+
 @dataclass
 class StudyResult:
     """What a finished :func:`optimize` leaves: the study and how many trials this process ran."""
@@ -153,7 +157,7 @@ class StudyResult:
 
 def optimize(study: optuna.Study, cfg: Config, space, work_dir: str, trials: int, iters: int | None = None,
              val_interval: int | None = None, metric: str = "coco/bbox_mAP",
-             run_trial: Callable | None = None) -> StudyResult:
+             run_trial: Callable | None = None, gc_after_trial: bool = True) -> StudyResult:
     """Run trials until ``study`` holds ``trials`` finished ones (COMPLETE or PRUNED), counting every worker's.
 
     Each trial trains ``cfg`` with the space's sample in ``<work_dir>/trials/trial_<n>/``. Optuna's
@@ -162,7 +166,10 @@ def optimize(study: optuna.Study, cfg: Config, space, work_dir: str, trials: int
     here the count (finished plus running elsewhere) is read before each trial starts, one
     ``study.optimize(n_trials=1)`` at a time (which keeps Optuna's heartbeat, stale-trial failing and
     retries). When the last trials run in other workers, this one waits for them, so every worker returns
-    with the study full.
+    with the study full. Two workers that read the count at the same moment would both start the last
+    trial: the one with the higher number sees the other and stops before training, recorded as FAIL with
+    user attr 'surplus' (Optuna cannot delete a trial), so the study holds exactly ``trials`` finished ones.
+    ``gc_after_trial`` frees a trained model's memory before the next trial (a tenth of a second per trial).
     """
     if run_trial is None:
         from visdet.choosing.tuning.trial_run import run_trial
@@ -176,13 +183,19 @@ def optimize(study: optuna.Study, cfg: Config, space, work_dir: str, trials: int
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", label)
+        counted = sorted(t.number for t in study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,)))
+        if trial.number not in counted[:trials]:
+            trial.set_user_attr("surplus", f"the study had its {trials} trials (finished or running) already")
+            raise SurplusTrial(trial.number)
         trial_dir = osp.join(trials_dir, f"trial_{trial.number}")
         return run_trial(trial, copy.deepcopy(cfg), space, trial_dir, iters=iters, val_interval=val_interval,
                          metric=metric)
 
     def report(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal ran_here
         if trial.state not in FINISHED:
             return
+        ran_here += 1
         progress.done = max(progress.done, count(study, FINISHED) - 1)
         progress.finished(f"trial {trial.number} ({_params_text(trial.params)})",
                           f"{describe(trial)}; {best_text(study)}")
@@ -198,8 +211,10 @@ def optimize(study: optuna.Study, cfg: Config, space, work_dir: str, trials: int
                     time.sleep(POLL_S)
                     continue
                 progress.start()
-                study.optimize(objective, n_trials=1, callbacks=[report], gc_after_trial=True)
-                ran_here += 1
+                optuna.logging.set_verbosity(optuna.logging.ERROR)  # not "trial failed" for a surplus one
+                study.optimize(objective, n_trials=1, callbacks=[report], gc_after_trial=gc_after_trial,
+                               catch=(SurplusTrial,))
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
     finally:
         optuna.logging.set_verbosity(previous)
     return StudyResult(study, ran_here, time.monotonic() - started)
