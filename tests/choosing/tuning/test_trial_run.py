@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import optuna
@@ -11,8 +12,9 @@ import torch
 
 from testutils import data_options
 from visdet.choosing.tuning.space import SearchSpace, loguniform
-from visdet.choosing.tuning.trial_run import run_trial
+from visdet.choosing.tuning.trial_run import import_optuna, run_trial
 from visdet.engine.launch import load_config
+from visdet.errors import ConfigError
 
 SMALL = "configs/faster_rcnn_r18_small.py"
 SPACE = SearchSpace(dict(optimizer=dict(type="AdamW", lr=loguniform(1e-4, 1e-3))))
@@ -86,3 +88,10 @@ def test_diverging_trial_is_pruned_by_the_guard(cfg, tmp_path):
     assert trial.user_attrs["pruned_reason"].startswith("diverged: ")
     assert "max_nonfinite_steps=1" in trial.user_attrs["pruned_reason"]
     assert trial.user_attrs["iterations"] == 1 and trial.user_attrs["final_value"] is None
+
+
+def test_missing_optuna_is_a_config_error_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` sees when it is not installed
+    with pytest.raises(ConfigError) as caught:
+        import_optuna()
+    assert 'pip install -e ".[tune]"' in caught.value.reason
