@@ -166,6 +166,8 @@ def test_distributions_importable_and_checked_in_python():
     with pytest.raises(ConfigError) as caught:
         SearchSpace(dict(model=dict(backbone=dict(depth=intuniform(18, 51, step=2)))))
     assert caught.value.key == "space.model.backbone.depth" and "multiple of step=2" in caught.value.reason
+    assert choice(dict(type="SGD", nesterov=True), dict(type="SGD"), dict(type="Lion")).labels() == [
+        "SGD#0", "SGD#1", "Lion"]
     space = SearchSpace(dict(optimizer=dict(betas=choice((0.9, 0.999), (0.95, 0.98)))))
     values = {tuple(o["optim_wrapper"]["optimizer"]["betas"]) for o, _ in _samples(space, 8)}
     assert values == {(0.9, 0.999), (0.95, 0.98)}

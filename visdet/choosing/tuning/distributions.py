@@ -134,9 +134,10 @@ class Choice(Distribution):
     Optuna stores a categorical choice by value, and only plain values
     (str, int, float, bool, None); when an option is anything else (a dict, a
     tuple) every option is stored by a label instead: a dict's ``type`` when it
-    names one uniquely, else the option's ``repr`` for a tuple or list of plain
-    values, else ``option<i>``. The labels also name a branch's parameters,
-    ``optimizer.lr[SGD]``, since Optuna refuses one name with two distributions.
+    names one uniquely (``SGD#1`` for the second of two SGD options), else
+    the option's ``repr`` for a tuple or list of plain values, else ``option<i>``.
+    The labels also name a branch's parameters, ``optimizer.lr[SGD]``, since Optuna
+    refuses one name with two distributions.
     """
 
     def __init__(self, *options: Any) -> None:
@@ -158,8 +159,8 @@ class Choice(Distribution):
         types = [option.get("type") if isinstance(option, Mapping) else None for option in self.options]
         labels: list[str] = []
         for index, option in enumerate(self.options):
-            if isinstance(types[index], str) and types.count(types[index]) == 1:
-                label = types[index]
+            if isinstance(types[index], str):
+                label = types[index] if types.count(types[index]) == 1 else f"{types[index]}#{index}"
             elif isinstance(option, str):
                 label = option
             elif isinstance(option, (tuple, list)) and all(isinstance(v, _PRIMITIVE) for v in option):
