@@ -28,6 +28,16 @@ def test_state_bytes_of_adamw_equal_a_hand_count():
     assert optimizer_state_bytes(optimizer) == _hand_count_adamw(model)
 
 
+def test_state_bytes_count_a_shared_storage_once():
+    model = SmallNet()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_steps(model, optimizer, steps=1)
+    state = optimizer.state[model.fc1.weight]
+    state["exp_avg_view"] = state["exp_avg"].view(-1)  # a second name for the same buffer
+    state["param_ref"] = model.fc1.weight.detach()  # the weight itself: the model's memory, not the optimizer's
+    assert optimizer_state_bytes(optimizer) == _hand_count_adamw(model)
+
+
 def test_state_bytes_walk_into_an_inner_optimizer():
     model = SmallNet()
     optimizer = Lookahead(torch.optim.AdamW(model.parameters(), lr=1e-3), k=1)
@@ -89,6 +99,7 @@ def test_record_continues_after_a_checkpoint_round_trip(tmp_path):
     assert record["validations"] == saved["validations"] and record["validations"][0]["metrics"] == \
         {"coco/bbox_mAP": 0.25}
     assert record["resumed_at"] == [3]
+    assert len(record["iter_seconds"]) == 1  # timed: iteration 3 only (the first two of each process are warm-up)
     assert record["optimizer_state_bytes"] == _hand_count_adamw(model)
     assert record["seconds_per_iter"] > 0 and record["peak_memory_mib"] > 0
     assert json.loads((tmp_path / "run_record.json").read_text()) == record

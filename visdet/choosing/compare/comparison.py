@@ -3,8 +3,8 @@
 The order is what makes a long comparison safe to start: every argument and
 every run's config is checked first (a mistake costs seconds, not hours), then
 the runs train one after another with a progress line after each, and the
-table and plots are rewritten after every run, so a comparison stopped half
-way still has the figures of the runs it finished. Running the same command
+table is rewritten after every run (the plots at the end), so a comparison
+stopped half way still has the figures of the runs it finished. Running the same command
 again continues it (finished runs are skipped, the interrupted one resumes).
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def compare(config: str, optimizers: str, out_dir: str | None = None, iters: int
         progress.start()
         train(run, console)
         progress.finished(run.name, result_text(run), counted=not run.skipped)
-        _write(Comparison(runs, target))
+        write_tables(runs, target)  # a comparison stopped later still has the finished runs' figures
     result = Comparison(runs, target)
     if not trainable:
         result.files = write_tables(runs, target)
@@ -84,7 +84,7 @@ def compare(config: str, optimizers: str, out_dir: str | None = None, iters: int
 
 def _write(result: Comparison) -> Comparison:
     result.out_dir.mkdir(parents=True, exist_ok=True)
-    result.files = write_tables(result.runs, result.out_dir)
     result.plotted = write_plots(result.runs, result.out_dir)
+    result.files = write_tables(result.runs, result.out_dir, result.plotted)
     result.files.update({name: result.out_dir / name for name in result.plotted})
     return result

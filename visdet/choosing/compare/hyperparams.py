@@ -106,12 +106,18 @@ def load_hparams_file(path: str | None, choices: list[Choice]) -> dict[str, dict
     return out
 
 
-@lru_cache(maxsize=1)
-def family_optimizers() -> tuple[tuple[str, str, dict[str, Any]], ...]:
-    """(canonical name, config path, optimizer settings) of every shipped config with a plain wrapper."""
+@lru_cache(maxsize=64)
+def family_optimizers(mentioning: tuple[str, ...]) -> tuple[tuple[str, str, dict[str, Any]], ...]:
+    """(canonical name, config path, optimizer settings) of the shipped configs with a plain wrapper.
+
+    Only configs whose text mentions one of ``mentioning`` (the optimizer's spellings) are loaded: reading
+    all of them costs seconds, and a config that sets an optimizer names it (one inheriting it is a variant
+    of the one that names it).
+    """
     found = []
     for path in sorted(CONFIGS.glob("faster_rcnn_*.py")) if CONFIGS.is_dir() else []:
-        if path.stem in _NOT_FAMILIES:
+        text = path.read_text().lower()
+        if path.stem in _NOT_FAMILIES or not any(word.lower() in text for word in mentioning):
             continue
         try:
             wrapper = Config.fromfile(str(path)).get("optim_wrapper") or {}
@@ -133,7 +139,7 @@ def choose_hyperparams(choice: Choice, config_optimizer: Mapping[str, Any] | Non
         values = _plain(config_optimizer)
         values.pop("type", None)
         return Hyperparams(values, "config")
-    for canonical, path, settings in family_optimizers():
+    for canonical, path, settings in family_optimizers((choice.name, choice.canonical)):
         if canonical == choice.canonical:
             return Hyperparams(copy.deepcopy(settings), path)
     return Hyperparams({}, f"defaults of {choice.canonical}")

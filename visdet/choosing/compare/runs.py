@@ -104,9 +104,15 @@ def plan_runs(base: Config, choices: list[Choice], overrides: dict[str, dict[str
         except ConfigError as error:
             run.status, run.reason = NOT_RUN, str(error)
             continue
-        run.work_dir.mkdir(parents=True, exist_ok=True)
-        cfg.dump(str(run.config_path))
+        if not started(run.work_dir):  # a started run continues with the config its checkpoints were made with
+            run.work_dir.mkdir(parents=True, exist_ok=True)
+            cfg.dump(str(run.config_path))
     return runs
+
+
+def started(work_dir: Path) -> bool:
+    """Whether a run has trained in ``work_dir`` (it has a record or a checkpoint)."""
+    return (work_dir / "config.py").is_file() and ((work_dir / "run_record.json").is_file() or has_checkpoint(work_dir))
 
 
 def run_config(base: Config, choice: Choice, hyperparams: Hyperparams, work_dir: Path, iters: int | None,
@@ -125,11 +131,23 @@ def run_config(base: Config, choice: Choice, hyperparams: Hyperparams, work_dir:
 
 
 def has_checkpoint(work_dir: Path) -> bool:
-    """Whether an interrupted run left a checkpoint to resume from (mmengine's pointer or a file)."""
+    """Whether an interrupted run left a checkpoint to resume from."""
+    return resume_from(work_dir) is not None
+
+
+def resume_from(work_dir: Path) -> str | None:
+    """The checkpoint to resume: the one mmengine's ``last_checkpoint`` names, else the newest saved.
+
+    visdet's CheckpointHook writes the checkpoint (atomically) before the pointer, so a run killed between
+    the two has a complete newest checkpoint that the pointer does not name yet.
+    """
     pointer = work_dir / "last_checkpoint"
-    if pointer.is_file() and pointer.read_text().strip():
-        return True
-    return any(p for p in work_dir.glob("iter_*.pth")) or any(p for p in work_dir.glob("epoch_*.pth"))
+    named = pointer.read_text().strip() if pointer.is_file() else ""
+    if named and Path(named).is_file():
+        return named
+    saved = [p for p in (*work_dir.glob("iter_*.pth"), *work_dir.glob("epoch_*.pth"))
+             if p.stem.split("_")[-1].isdigit()]
+    return str(max(saved, key=lambda p: int(p.stem.split("_")[-1]))) if saved else None
 
 
 def read_outcome(work_dir: Path) -> dict[str, Any]:
@@ -150,10 +168,11 @@ def train(run: Run, console: TextIO | None = None) -> Run:
     if outcome.get("status") == DIVERGED:  # the guard stops it the same way again: not retried
         run.status, run.reason, run.skipped = DIVERGED, outcome.get("reason", ""), True
         return run
-    run.resumed = has_checkpoint(run.work_dir)
+    checkpoint = resume_from(run.work_dir)
+    run.resumed = checkpoint is not None
     command = [sys.executable, str(TRAIN_TOOL), str(run.config_path), "--work-dir", str(run.work_dir)]
-    if run.resumed:
-        command.append("--resume")
+    if checkpoint is not None:
+        command += ["--resume", checkpoint]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,

@@ -95,14 +95,18 @@ def markdown(table: list[dict[str, Any]], limit: float | None, metric: str = MET
     return "\n".join(lines) + "\n"
 
 
-def write_tables(runs: list[Run], out_dir: Path, metric: str = METRIC) -> dict[str, Path]:
-    """``comparison.md``, ``.csv`` and ``.json`` in ``out_dir`` (each written atomically); the paths."""
+def write_tables(runs: list[Run], out_dir: Path, plotted: dict[str, list[str]] | None = None,
+                 metric: str = METRIC) -> dict[str, Path]:
+    """``comparison.md``, ``.csv`` and ``.json`` in ``out_dir`` (each written atomically); the paths.
+
+    ``plotted`` (PNG name -> the optimizers drawn in it) goes in the JSON, so a reader knows what each plot shows.
+    """
     table, limit = rows(runs, metric)
     csv_text = io.StringIO()
     writer = csv.DictWriter(csv_text, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in table)
-    document = dict(metric=metric, equal_time_s=limit, rows=table,
+    document = dict(metric=metric, equal_time_s=limit, rows=table, plots=plotted or {},
                     runs={r.name: dict(status=r.status, reason=r.reason, work_dir=str(r.work_dir),
                                        hyperparameters=r.hyperparams.values if r.hyperparams else None)
                           for r in runs})

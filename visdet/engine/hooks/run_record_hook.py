@@ -157,7 +157,8 @@ class RunRecordHook(Hook):
         self.record["train_seconds"] = now = self.train_seconds() + step
         loss = (outputs or {}).get("loss")
         loss = float(loss.detach()) if isinstance(loss, torch.Tensor) else (float(loss) if loss is not None else None)
-        self.record["iterations"].append(dict(iter=runner.iter + 1, loss=loss, train_s=round(now, 4)))
+        self.record["iterations"].append(dict(iter=runner.iter + 1, loss=loss, train_s=round(now, 4),
+                                              step_s=round(step, 5)))
         self._segment_iters += 1
         if self._segment_iters > WARMUP_ITERS:
             self.record["iter_seconds"].append(round(step, 5))
@@ -197,9 +198,13 @@ class RunRecordHook(Hook):
                                         consecutive=int(getattr(wrapper, "consecutive_nonfinite", 0) or 0))
 
     def summary(self) -> dict[str, Any]:
-        """The record with seconds per iteration filled in (median of the timed iterations)."""
-        self.record["seconds_per_iter"] = (round(statistics.median(self.record["iter_seconds"]), 5)
-                                           if self.record["iter_seconds"] else None)
+        """The record with seconds per iteration filled in.
+
+        The median of the steps after each process's first two (warm-up: allocator, kernels, caches); a run
+        too short for any, or resumed in pieces that short, falls back to the median of all its steps.
+        """
+        timed = self.record["iter_seconds"] or [i["step_s"] for i in self.record["iterations"] if "step_s" in i]
+        self.record["seconds_per_iter"] = round(statistics.median(timed), 5) if timed else None
         return self.record
 
     def write(self, runner) -> Path | None:
