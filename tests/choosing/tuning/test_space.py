@@ -123,6 +123,10 @@ def test_conditional_keys_only_in_their_branch(tmp_path):
     assert seen == {"SGD", "AdamW"}
     assert set(space.parameters()) == {"optimizer", "optimizer.lr[SGD]", "optimizer.momentum[SGD]",
                                        "optimizer.lr[AdamW]", "optim_wrapper.clip_grad.max_norm"}
+    # Written in full, the optimizer's parameters keep the shorthand's names (a resumed study finds them).
+    full = SearchSpace(dict(optim_wrapper=dict(optimizer=space.tree["optimizer"],
+                                               clip_grad=space.tree["optim_wrapper"]["clip_grad"])))
+    assert set(full.parameters()) == set(space.parameters())
 
 
 def test_apply_replaces_an_optimizer_of_another_type_and_merges_the_rest(cfg):

@@ -67,7 +67,7 @@ class SearchSpace:
         if "optimizer" in tree and isinstance(wrapper, Mapping) and "optimizer" in wrapper:
             raise ConfigError("set either 'optimizer' (shorthand) or 'optim_wrapper.optimizer', not both",
                               "space.optimizer")
-        self.tree = dict(tree)
+        self.tree = _shorthand(tree)
         self._check(self.tree, (), ())
 
     # -- checking -----------------------------------------------------------------------------------
@@ -154,6 +154,21 @@ class SearchSpace:
 def _shorten(path: tuple[str, ...]) -> tuple[str, ...]:
     """A config path as a space may write it (``optim_wrapper.optimizer.lr`` -> ``optimizer.lr``)."""
     return ("optimizer",) + path[2:] if path[:2] == OPTIMIZER_PATH else path
+
+
+def _shorthand(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """``optim_wrapper.optimizer`` written in full moved to ``optimizer``: one spelling, one set of parameter names
+    (a study resumed with the other spelling must find its parameters again)."""
+    out = dict(tree)
+    wrapper = out.get("optim_wrapper")
+    if isinstance(wrapper, Mapping) and "optimizer" in wrapper:
+        rest = {key: value for key, value in wrapper.items() if key != "optimizer"}
+        out["optimizer"] = wrapper["optimizer"]
+        if rest:
+            out["optim_wrapper"] = rest
+        else:
+            del out["optim_wrapper"]
+    return out
 
 
 def _expand(values: Mapping[str, Any]) -> dict[str, Any]:
