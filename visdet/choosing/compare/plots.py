@@ -63,7 +63,7 @@ def _draw(runs: list[Run], kind: str, path: Path, metric: str) -> list[str]:
         if labels:
             axes.set_yscale("log")
     else:
-        xlabel = "iteration" if kind == "iter" else "training wall time (s, validation excluded)"
+        xlabel = "iteration" if kind == "iter" else "training time (s, in training steps)"
         axes.set(xlabel=xlabel, ylabel=metric, title=f"{metric} vs {xlabel.split(' (')[0]}")
     axes.grid(alpha=0.3)
     if labels:
