@@ -297,6 +297,11 @@ def _assignments(space: SearchSpace) -> list[dict[str, Any]]:
             for k in range(widest)]
 
 
+def _indented(reason: str) -> str:
+    """A multi-line reason (an error and its valid arguments) kept under its branch in a list."""
+    return reason.replace("\n", "\n    ")
+
+
 def check_space(cfg: Config, space: SearchSpace) -> list[str]:
     """Probe ``space`` on ``cfg`` before any training; refuse it when no probed config passes the checks.
 
@@ -330,9 +335,9 @@ def check_space(cfg: Config, space: SearchSpace) -> list[str]:
                 reasons.setdefault(branch, reason)
     failing = [branch for branch, ok in passed.items() if not ok]
     if not any_passed:
-        listed = "".join(f"\n  {name}={label}: {reasons[(name, label)]}" for name, label in failing)
+        listed = "".join(f"\n  {name}={label}: {_indented(reasons[(name, label)])}" for name, label in failing)
         raise ConfigError("a space whose every config is invalid: no probed config (each choice, ranges at low, "
                           "middle and high) passes visdet's config checks, so every trial would be pruned"
-                          + (listed or f"\n  {first_reason}"), "--space")
+                          + (listed or f"\n  {_indented(first_reason)}"), "--space")
     return [f"space.{name}: the branch {label!r} never passed visdet's config checks in the probes, so its trials "
             f"will be pruned: {reasons[(name, label)]}" for name, label in failing]
