@@ -42,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="validate (and report to the pruner) every V iterations (default: --iters / 4)")
     parser.add_argument("--pruner", default="median", help="median (default), hyperband, sha "
                                                            "(successive halving) or none")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed; trial n draws from (seed, n) (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="trial n samples with (seed, n), and every trial trains with this seed unless the "
+                             "config sets randomness.seed (default 0)")
     parser.add_argument("--work-dir", help="study folder: trials/trial_<n>/, study.db, best_config.py, plots "
                                            "(default: ./work_dirs/tune_<config name>)")
     parser.add_argument("--metric", default="coco/bbox_mAP", help="the validation metric to maximize "
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def tune() -> None:
-        from visdet.choosing.budget import set_iteration_budget
+        from visdet.choosing.budget import DEFAULT_VALIDATIONS, set_iteration_budget
         from visdet.choosing.tuning import outputs, study as studies
         from visdet.choosing.tuning.space import check_space, load_space
         from visdet.choosing.tuning.storage import default_url, open_storage
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"must be at least 1, got {args.trials}", "--trials")
         studies.make_pruner(args.pruner)  # an unknown name before anything else is opened
         cfg = load_config(args.config, args.cfg_options)
+        studies.seed_trials(cfg, args.seed)
         if args.iters is not None or args.val_interval is not None:
             if args.iters is None:
                 raise ConfigError("needs --iters (the trial budget it divides)", "--val-interval")
@@ -79,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         for warning in check_space(cfg, space):
             print(f"visdet: space: {warning}", file=sys.stderr)
         storage = open_storage(args.storage, work_dir)
-        study = studies.open_study(storage, args.study or name, seed=args.seed, pruner=args.pruner)
+        first_validation = (args.val_interval or max(1, args.iters // DEFAULT_VALIDATIONS)) if args.iters else None
+        study = studies.open_study(storage, args.study or name, seed=args.seed, pruner=args.pruner,
+                                   min_resource=first_validation)
         result = studies.optimize(study, cfg, space, work_dir, args.trials, iters=args.iters,
                                   val_interval=args.val_interval, metric=args.metric)
         print(studies.summary(result))

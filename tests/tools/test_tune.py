@@ -90,12 +90,14 @@ def test_a_study_resumes_with_its_trials_prunes_an_invalid_one_and_writes_its_ou
     check_run_config(best)  # runnable as tools/train.py would run it
     assert best.optim_wrapper.optimizer.lr == study.best_trial.params["optimizer.lr"]
     assert best.optim_wrapper.optimizer.type == "SGD" and "work_dir" not in best
+    assert best.randomness == load_config(str(REPO / SMALL)).randomness  # the config's own seed, kept
     assert best.train_cfg == load_config(str(REPO / SMALL)).train_cfg  # the config's schedule, not the trial's
     assert "param_importances.png: not drawn: needs 2 complete trials, the study has 1" in out
     for name in ("optimization_history.png", "parallel_coordinates.png"):
         assert (work / name).read_bytes()[:8] == PNG, name
         assert matplotlib.image.imread(str(work / name)).shape[0] > 100
         assert f"{name}: {work / name}" in out
+    assert f"optuna-dashboard sqlite:///{work / 'study.db'}" in out
 
 
 @pytest.mark.parametrize("case, text, storage, says", [

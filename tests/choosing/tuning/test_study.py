@@ -15,9 +15,9 @@ from mmengine.config import Config
 from optuna.trial import TrialState
 
 from visdet.choosing.tuning import outputs
-from visdet.choosing.tuning.space import SearchSpace, loguniform
+from visdet.choosing.tuning.space import SearchSpace, choice, loguniform
 from visdet.choosing.tuning.storage import default_url, open_storage
-from visdet.choosing.tuning.study import count, make_pruner, open_study, optimize, summary
+from visdet.choosing.tuning.study import count, make_pruner, open_study, optimize, seed_trials, summary
 from visdet.errors import ConfigError
 
 SPACE = SearchSpace({"optimizer": {"lr": loguniform(1e-4, 1e-1)}})
@@ -175,3 +175,61 @@ def test_outputs_say_which_plot_cannot_be_drawn_yet(tmp_path):
     assert outputs.write_plots(study, str(tmp_path)) == {name: str(tmp_path / name) for name in outputs.PLOTS}
     for name in outputs.PLOTS:
         assert matplotlib.image.imread(str(tmp_path / name)).shape[0] > 100
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")  # ask() as the killed worker did
+def test_a_dead_workers_trial_is_failed_and_run_again_with_its_parameters(tmp_path, monkeypatch):
+    """The heartbeat: a RUNNING trial whose worker stopped beating is failed after the grace period and
+    re-queued with the same parameters (RetryHeartbeatStaleTrialCallback); the next worker runs it."""
+    from visdet.choosing.tuning import storage as storages
+
+    monkeypatch.setattr(storages, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(storages, "GRACE_PERIOD_S", 1)
+    monkeypatch.setattr("visdet.choosing.tuning.study.POLL_S", 0.05)
+    storage = open_storage(None, str(tmp_path))
+    study = open_study(storage, "dead", pruner="none")
+    dead = study.ask()  # the worker that took it, then was killed: it sampled, beat once, then nothing
+    lr = SPACE.sample(dead)["optim_wrapper"]["optimizer"]["lr"]
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(1.5)
+    result = optimize(study, CFG, SPACE, str(tmp_path), 1, **FAKE)
+    assert result.ran_here == 1
+    states = [(t.state, t.params) for t in study.trials]
+    assert states == [(TrialState.FAIL, {"optimizer.lr": lr}), (TrialState.COMPLETE, {"optimizer.lr": lr})]
+    assert study.trials[1].system_attrs["failed_trial"] == 0  # Optuna's record of which trial it retries
+
+
+def test_a_configuration_drawn_again_is_not_trained_again(tmp_path, capsys):
+    """A discrete space repeats configurations; a repeat takes its first trial's value or pruning, 0 iterations."""
+    trained: list[int] = []
+
+    def counting(trial, *args, **kwargs):
+        trained.append(trial.number)
+        return fake_run_trial(trial, *args, **kwargs)
+
+    space = SearchSpace({"optimizer": {"lr": choice(0.01, 0.09)}})  # 0.09: pruned by the stand-in
+    study = open_study(open_storage(None, str(tmp_path)), "repeats", pruner="none")
+    optimize(study, CFG, space, str(tmp_path), 5, iters=3, run_trial=counting, gc_after_trial=False)
+    first = {}
+    for trial in study.trials:
+        key = trial.params["optimizer.lr"]
+        if key not in first:
+            first[key] = trial
+            assert trial.user_attrs["iterations"] == 3 and "duplicate_of" not in trial.user_attrs
+            continue
+        twin = first[key]
+        assert trial.user_attrs["duplicate_of"] == twin.number and trial.user_attrs["iterations"] == 0
+        assert (trial.state, trial.value) == (twin.state, twin.value)
+        if trial.state == TrialState.PRUNED:
+            assert trial.user_attrs["pruned_reason"].startswith(f"the configuration of trial {twin.number}, which")
+    assert sorted(trained) == sorted(t.number for t in first.values()) and len(first) == 2
+    assert "configuration, not trained again)" in capsys.readouterr().out
+
+
+def test_trials_train_with_the_seed_unless_the_config_has_one():
+    cfg = Config(dict(CFG))
+    seed_trials(cfg, 7)
+    assert cfg.randomness == {"seed": 7}
+    cfg = Config(dict(CFG, randomness=dict(seed=3, deterministic=True)))
+    seed_trials(cfg, 7)
+    assert cfg.randomness == {"seed": 3, "deterministic": True}

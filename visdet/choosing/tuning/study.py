@@ -30,20 +30,24 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 POLL_S = 2.0
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, min_resource: int | None = None) -> optuna.pruners.BasePruner:
     """``--pruner``: Optuna's median, Hyperband or successive-halving pruner, or none.
 
     The step a trial reports is its training iteration at each validation, so the resources Hyperband and
-    successive halving reason in are iterations; ``max_resource='auto'`` reads the budget from the first
-    finished trial. The median pruner waits for 2 finished trials (Optuna's default of 5 is half of the
-    10-20 trial studies a detector affords) and prunes from the first validation on.
+    successive halving reason in are iterations: ``min_resource`` is the first validation's iteration
+    (``--val-interval``) when known, so the first rung is the first report, else Optuna's estimate
+    (``'auto'``: a hundredth of the first finished trial's steps) or 1 for Hyperband;
+    ``max_resource='auto'`` reads the budget from the first finished trial. The median pruner waits for
+    2 finished trials (Optuna's default of 5 is half of the 10-20 trial studies a detector affords) and
+    prunes from the first validation on.
     """
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=min_resource or 1, max_resource="auto",
+                                              reduction_factor=3)
     if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource or "auto", reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown pruner '{name}'; choose one of {', '.join(PRUNERS)}", "--pruner")
@@ -95,12 +99,15 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._for(trial).after_trial(study, trial, state, values)
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int = 0,
-               pruner: str = "median") -> optuna.Study:
-    """Create the study ``name`` (maximizing) or load it when it exists: that is how a study resumes."""
+def open_study(storage: optuna.storages.BaseStorage, name: str, seed: int = 0, pruner: str = "median",
+               min_resource: int | None = None) -> optuna.Study:
+    """Create the study ``name`` (maximizing) or load it when it exists: that is how a study resumes.
+
+    ``min_resource``: the iteration of a trial's first validation, for :func:`make_pruner`.
+    """
     try:
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                    sampler=TrialSeededSampler(seed), pruner=make_pruner(pruner))
+                                    sampler=TrialSeededSampler(seed), pruner=make_pruner(pruner, min_resource))
     except ValueError as error:  # an existing study of the same name that minimizes, or several objectives
         raise ConfigError(f"study '{name}' exists in this storage and cannot be continued here: {error}; "
                           "give another --study name", "--study") from None
@@ -129,7 +136,9 @@ def _params_text(params: dict) -> str:
 def describe(trial: FrozenTrial) -> str:
     """``mAP 0.412`` or ``pruned at iteration 4: below the median`` for a finished trial."""
     if trial.state == TrialState.COMPLETE:
-        return f"mAP {trial.value:.3f}"
+        twin = trial.user_attrs.get("duplicate_of")
+        return f"mAP {trial.value:.3f}" + (f" (trial {twin}'s configuration, not trained again)" if twin is not None
+                                           else "")
     reason = trial.user_attrs.get("pruned_reason") or "pruned"
     at = trial.user_attrs.get("iterations")
     return f"pruned{f' after {at} iterations' if at is not None else ''}: {reason}"
@@ -145,6 +154,38 @@ def best_text(study: optuna.Study) -> str:
 
 class SurplusTrial(Exception):
     """A trial another worker's made unnecessary: both started when the study lacked one (recorded as FAIL)."""
+
+
+def seed_trials(cfg: Config, seed: int) -> None:
+    """Every trial trains from the same initialization and data order (``randomness.seed``) unless the config
+    sets its own: trials then differ by their hyperparameters alone, and one configuration trains one way."""
+    randomness = dict(cfg.get("randomness") or {})
+    if randomness.get("seed") is None:
+        randomness["seed"] = int(seed)
+        cfg.randomness = randomness
+
+
+def _earlier_twin(study: optuna.Study, trial: optuna.Trial, space) -> FrozenTrial | None:
+    """A finished trial with the configuration ``trial`` samples (discrete spaces repeat: TPE's first trials are
+    random draws). Optuna keeps a trial's suggestions, so run_trial's own sample is this one."""
+    space.sample(trial)
+    for other in study.get_trials(deepcopy=False, states=FINISHED):
+        if other.number != trial.number and other.params == trial.params and "duplicate_of" not in other.user_attrs:
+            return other
+    return None
+
+
+def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float:
+    """The twin's outcome for a configuration trained before (trials train seeded, see :func:`seed_trials`)."""
+    trial.set_user_attr("duplicate_of", twin.number)
+    for key in ("overrides", "final_value"):
+        trial.set_user_attr(key, twin.user_attrs.get(key))
+    trial.set_user_attr("iterations", 0)
+    if twin.state == TrialState.COMPLETE:
+        return float(twin.value)
+    trial.set_user_attr("pruned_reason", f"the configuration of trial {twin.number}, which was pruned: "
+                                         f"{twin.user_attrs.get('pruned_reason') or 'pruned'}")
+    raise optuna.TrialPruned()
 
 
 @dataclass
@@ -187,6 +228,9 @@ def optimize(study: optuna.Study, cfg: Config, space, work_dir: str, trials: int
         if trial.number not in counted[:trials]:
             trial.set_user_attr("surplus", f"the study had its {trials} trials (finished or running) already")
             raise SurplusTrial(trial.number)
+        twin = _earlier_twin(study, trial, space)
+        if twin is not None:
+            return _reuse(trial, twin)
         trial_dir = osp.join(trials_dir, f"trial_{trial.number}")
         return run_trial(trial, copy.deepcopy(cfg), space, trial_dir, iters=iters, val_interval=val_interval,
                          metric=metric)
