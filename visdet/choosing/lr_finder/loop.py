@@ -122,7 +122,7 @@ class LrRangeTestLoop(IterBasedTrainLoop):
         self.runner.call_hook("before_train_epoch")
         model, wrapper = self.runner.model, self.runner.optim_wrapper
         groups = wrapper.param_groups
-        ratios = [group["lr"] / self.base_lr for group in groups]
+        ratios = [float(group["lr"]) / self.base_lr for group in groups]  # a tensor lr (capturable) too
         began = time.perf_counter()
         snapshot = _Snapshot(model, wrapper)
         self.record.snapshot_seconds = time.perf_counter() - began
@@ -144,7 +144,7 @@ class LrRangeTestLoop(IterBasedTrainLoop):
             for group, ratio in zip(groups, ratios):
                 group["lr"] = lr * ratio
             record.lrs.append(lr)
-            record.group_lrs.append([group["lr"] for group in groups])
+            record.group_lrs.append([float(group["lr"]) for group in groups])
             model.train()
             try:
                 self.run_iter(next(self.dataloader_iterator))
