@@ -100,18 +100,21 @@ def test_a_study_resumes_with_its_trials_prunes_an_invalid_one_and_writes_its_ou
     assert f"optuna-dashboard sqlite:///{work / 'study.db'}" in out
 
 
-@pytest.mark.parametrize("case, text, storage, says", [
-    ("malformed space", "space = dict(optimizer=dict(lr=loguniform(1e-2, 1e-5)))\n", None,
+@pytest.mark.parametrize("case, text, flags, says", [
+    ("malformed space", "space = dict(optimizer=dict(lr=loguniform(1e-2, 1e-5)))\n", (),
      "space.optimizer.lr: loguniform needs low < high"),
-    ("every config invalid", "space = dict(optimizer=dict(type=choice('NoSuch1', 'NoSuch2')))\n", None,
+    ("every config invalid", "space = dict(optimizer=dict(type=choice('NoSuch1', 'NoSuch2')))\n", (),
      "--space: a space whose every config is invalid"),
-    ("unreachable storage", SGD_LR, "postgresql://visdet@127.0.0.1:1/none",
+    ("unreachable storage", SGD_LR, ("--storage", "postgresql://visdet@127.0.0.1:1/none"),
      "--storage: cannot connect to 'postgresql+psycopg2://visdet@127.0.0.1:1/none'"),
+    ("malformed storage", SGD_LR, ("--storage", "nonsense"), "--storage: 'nonsense' is not a database URL"),
+    ("unknown pruner", SGD_LR, ("--pruner", "asha"), "--pruner: unknown pruner 'asha'; choose one of median"),
+    ("no trials", SGD_LR, ("--trials", "0"), "--trials: must be at least 1, got 0"),
 ])
-def test_bad_input_is_one_message_and_exit_2_before_any_training(tmp_path, data, capsys, case, text, storage, says):
+def test_bad_input_is_one_message_and_exit_2_before_any_training(tmp_path, data, capsys, case, text, flags, says):
     work = tmp_path / "w"
     argv = [str(REPO / SMALL), "--space", _space(tmp_path, text), "--trials", "1", *BUDGET, "--work-dir", str(work),
-            *(("--storage", storage) if storage else ()), "--cfg-options", *data_options(str(data))]
+            *flags, "--cfg-options", *data_options(str(data))]
     assert _tool().main(argv) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("visdet:")]
