@@ -6,10 +6,12 @@ import json
 import sys
 
 import pytest
+from mmengine.config import Config
 
 from testutils import REPO, data_options
 from visdet.choosing.lr_finder.applicability import lr_target
 from visdet.engine.launch import load_config
+from visdet.errors import ConfigError
 
 sys.path.insert(0, str(REPO / "tools"))
 import lr_find  # noqa: E402
@@ -66,6 +68,20 @@ def test_the_lr_key_follows_a_wrapper_to_the_optimizer_it_wraps(config, key, val
     for part in key.split(".")[2:-1]:
         expected = expected[part]
     assert target.value == pytest.approx(expected["lr"] if value is None else value)
+
+
+def test_a_wrapper_around_a_learning_rate_free_optimizer_is_not_applicable_either():
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type="Lookahead", k=6, optimizer=dict(type="Prodigy")))))
+    with pytest.raises(ConfigError, match="learning-rate-free") as caught:
+        lr_target(cfg)
+    assert caught.value.key == "optim_wrapper.optimizer.optimizer.type"
+
+
+def test_timms_composed_name_takes_the_lr_at_the_top():
+    # type='lookahead_adamw': every keyword goes to the inner AdamW, so the lr stays where it is written.
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type="lookahead_adamw", lr=2e-3))))
+    target = lr_target(cfg)
+    assert (target.key, target.value) == ("optim_wrapper.optimizer.lr", 2e-3)
 
 
 def test_a_short_sweep_prints_the_lr_and_the_cfg_options_to_use(capsys, tmp_path):
