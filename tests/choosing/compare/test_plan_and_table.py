@@ -18,9 +18,9 @@ CONFIG = "configs/faster_rcnn_r18_small.py"
 def test_a_run_whose_config_fails_the_checks_is_a_row_saying_why(tmp_path):
     hparams = tmp_path / "hp.py"
     hparams.write_text("hparams = dict(SGD=dict(lr=0.1, momentum=0.9, nesterov_typo=True))\n")
-    choices = parse_optimizers("AdamW,SGD")
+    choices = parse_optimizers("AdamW,SGD,LBFGS")
     runs = plan_runs(load_config(CONFIG), choices, load_hparams_file(str(hparams), choices), tmp_path / "cmp")
-    adamw, sgd = runs
+    adamw, sgd, lbfgs = runs
     assert sgd.status == NOT_RUN and sgd.hyperparams.source == "--hparams"
     assert "optim_wrapper.optimizer: SGD got an unknown argument 'nesterov_typo'; did you mean 'nesterov'?" \
         in sgd.reason
@@ -29,6 +29,12 @@ def test_a_run_whose_config_fails_the_checks_is_a_row_saying_why(tmp_path):
     assert dumped.optim_wrapper.optimizer == dict(type="AdamW", lr=3e-4, weight_decay=0.05)  # the config's own
     assert [h["type"] for h in dumped.custom_hooks if h["type"] == "RunRecordHook"] == ["RunRecordHook"]
     assert dumped.work_dir == str(tmp_path / "cmp" / "runs" / "AdamW")
+    # LBFGS's family config sets no weight decay and no paramwise_cfg: the run takes both from it (the base
+    # config's decay multipliers would fail the checks with nothing to multiply).
+    assert lbfgs.hyperparams.source == "configs/faster_rcnn_lbfgs.py"
+    wrapper = Config.fromfile(str(lbfgs.config_path)).optim_wrapper
+    assert wrapper.optimizer == dict(type="LBFGS", lr=0.5, max_iter=1, history_size=10)
+    assert "paramwise_cfg" not in wrapper
 
 
 def _run(name: str, status: str, train_seconds: float, maps: list[tuple[float, float]], skips: int = 0) -> Run:

@@ -7,7 +7,8 @@ each gets the best-informed settings available, first of:
    ``hparams = dict(SGD=dict(lr=0.02, momentum=0.9), Lion=dict(lr=3e-5))``);
 2. the config's own ``optim_wrapper.optimizer`` when it is the same optimizer;
 3. a shipped family config ``configs/faster_rcnn_*.py`` whose optimizer is it
-   (their settings were chosen for the same detector and data);
+   (their settings were chosen for the same detector and data), with that
+   config's ``paramwise_cfg``;
 4. the class's own defaults.
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Hyperparams:
 
     values: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    #: From a family config: its ``optim_wrapper.paramwise_cfg`` ({} when it has none), which its settings were
+    #: chosen with (LBFGS's sets no weight decay, so the base config's decay multipliers would not apply).
+    paramwise_cfg: dict[str, Any] | None = None
 
     def text(self) -> str:
         """``lr=0.0001, weight_decay=0.05`` (nested optimizers as ``base_optimizer=SGD(lr=0.1)``)."""
@@ -126,6 +130,7 @@ def family_optimizers(mentioning: tuple[str, ...]) -> tuple[tuple[str, str, dict
         optimizer = wrapper.get("optimizer") or {}
         if wrapper.get("type") in _PLAIN_WRAPPERS and isinstance(optimizer.get("type"), str):
             settings = _plain(optimizer)
+            settings["paramwise_cfg"] = _plain(wrapper.get("paramwise_cfg") or {})
             found.append((_canonical(settings.pop("type")), f"configs/{path.name}", settings))
     return tuple(found)
 
@@ -141,5 +146,7 @@ def choose_hyperparams(choice: Choice, config_optimizer: Mapping[str, Any] | Non
         return Hyperparams(values, "config")
     for canonical, path, settings in family_optimizers((choice.name, choice.canonical)):
         if canonical == choice.canonical:
-            return Hyperparams(copy.deepcopy(settings), path)
+            settings = copy.deepcopy(settings)
+            paramwise = settings.pop("paramwise_cfg")
+            return Hyperparams(settings, path, paramwise)
     return Hyperparams({}, f"defaults of {choice.canonical}")

@@ -120,6 +120,10 @@ def run_config(base: Config, choice: Choice, hyperparams: Hyperparams, work_dir:
     """The base config with this optimizer, the budget and the run record hook."""
     cfg = copy.deepcopy(base)
     cfg.optim_wrapper.optimizer = ConfigDict(type=choice.name, **hyperparams.values)
+    if hyperparams.paramwise_cfg is not None:
+        cfg.optim_wrapper.pop("paramwise_cfg", None)
+        if hyperparams.paramwise_cfg:
+            cfg.optim_wrapper.paramwise_cfg = ConfigDict(hyperparams.paramwise_cfg)
     if iters is not None:
         set_iteration_budget(cfg, iters, val_interval, per_epoch)
     hooks = list(cfg.get("custom_hooks") or [])

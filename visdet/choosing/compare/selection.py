@@ -45,15 +45,23 @@ def parse_optimizers(text: str | None) -> list[Choice]:
     if any(not n for n in names):
         raise ConfigError(f"'{text}' has an empty name; separate names with single commas", KEY)
     choices = [choose(n) for n in names]
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for choice in choices:
-        if choice.canonical in seen:
-            first = seen[choice.canonical]
+        # The same class with the same settings twice; an alias that sets keywords (adamw_torch_fused:
+        # fused=True) is a different candidate from the plain name.
+        key = (choice.canonical, _alias_defaults(choice.name))
+        if key in seen:
+            first = seen[key]
             same = f"'{first}' and '{choice.name}' are both {choice.canonical}" if first != choice.name \
                 else f"'{first}' is given twice"
             raise ConfigError(f"{same}; each optimizer is trained once, list it once", KEY)
-        seen[choice.canonical] = choice.name
+        seen[key] = choice.name
     return choices
+
+
+def _alias_defaults(name: str) -> str:
+    item = aliases.find(name) if get_catalog().entries.get(name) is None else None
+    return aliases.defaults_text(item.defaults) if isinstance(item, aliases.Alias) else ""
 
 
 def choose(name: str) -> Choice:

@@ -49,7 +49,7 @@ def _inner_optimizers(optimizer: Any) -> Iterator[torch.optim.Optimizer]:
     Looked up generically (any attribute that is an optimizer, or a dict/list/tuple
     of them) rather than by name, so a wrapper from any package is walked.
     """
-    for value in vars(optimizer).values():
+    for value in getattr(optimizer, "__dict__", {}).values():
         if isinstance(value, torch.optim.Optimizer):
             yield value
         elif isinstance(value, dict):
@@ -90,9 +90,9 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
         if id(opt) in seen_optimizers:
             continue
         seen_optimizers.add(id(opt))
-        for group in opt.param_groups:
-            params.update(_storage_key(p) for p in group["params"])
-        for state in list(opt.state.values()):
+        for group in getattr(opt, "param_groups", None) or []:  # a strategy's engine optimizer may lack either
+            params.update(_storage_key(p) for p in group["params"] if isinstance(p, torch.Tensor))
+        for state in list((getattr(opt, "state", None) or {}).values()):
             for tensor in _tensors(state):
                 key = _storage_key(tensor)
                 if key[2]:
