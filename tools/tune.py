@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def tune() -> None:
+        from visdet.choosing.tuning.trial_run import import_optuna
+
+        import_optuna()  # Optuna is the optional 'tune' extra: without it, one message saying how to install it
         from visdet.choosing.budget import DEFAULT_VALIDATIONS, set_iteration_budget
         from visdet.choosing.tuning import outputs, study as studies
         from visdet.choosing.tuning.space import check_space, load_space

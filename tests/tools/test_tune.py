@@ -122,6 +122,14 @@ def test_bad_input_is_one_message_and_exit_2_before_any_training(tmp_path, data,
     assert "Traceback" not in err and not (work / "trials").exists()
 
 
+def test_without_optuna_the_tool_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError, as when it is absent
+    argv = [str(REPO / SMALL), "--space", _space(tmp_path, SGD_LR), "--work-dir", str(tmp_path / "w")]
+    assert _tool().main(argv) == 2
+    assert 'visdet: configuration error: optuna: Optuna is not installed; install the tuning extra: pip install -e ' \
+           '".[tune]"' in capsys.readouterr().err
+
+
 def _worker(work: Path, space: str, url: str, study: str, data: Path, trials: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "tools/tune.py", SMALL, "--space", space, "--trials", str(trials), *BUDGET,
