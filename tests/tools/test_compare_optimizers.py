@@ -22,9 +22,9 @@ UNRUNNABLE = "ZeroRedundancyOptimizer"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _command(work_dir: Path, data: Path) -> list[str]:
-    return [sys.executable, str(TOOL), CONFIG, "--optimizers", f"AdamW,SGD,{UNRUNNABLE}", "--iters", "4",
-            "--val-interval", "2", "--work-dir", str(work_dir), "--cfg-options", *data_options(str(data))]
+def _arguments(work_dir: Path, data: Path) -> list[str]:
+    return [str(REPO / CONFIG), "--optimizers", f"AdamW,SGD,{UNRUNNABLE}", "--iters", "4", "--val-interval", "2",
+            "--work-dir", str(work_dir), "--cfg-options", *data_options(str(data))]
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -36,11 +36,21 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
 
 
-def test_killed_comparison_continues_and_writes_its_table_and_plots(tmp_path):
+@pytest.fixture
+def main():
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import compare_optimizers
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    return compare_optimizers.main
+
+
+def test_killed_comparison_continues_and_writes_its_table_and_plots(main, tmp_path, capsys):
     work_dir, data = tmp_path / "cmp", tmp_path / "data"
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(_command(work_dir, data), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    first = subprocess.Popen([sys.executable, str(TOOL), *_arguments(work_dir, data)], cwd=REPO, env=_env(),
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     sgd_checkpoint = work_dir / "runs" / "SGD" / "iter_2.pth"  # written atomically: complete once it exists
     deadline = time.monotonic() + 400
     while not sgd_checkpoint.exists():
@@ -54,10 +64,10 @@ def test_killed_comparison_continues_and_writes_its_table_and_plots(tmp_path):
     adamw_before = _files(adamw)
     assert json.loads((adamw / "run_record.json").read_text())["finished"] is True
 
-    again = subprocess.run(_command(work_dir, data), cwd=REPO, env=_env(), capture_output=True, text=True,
-                           timeout=400)
-    out = again.stdout + again.stderr
-    assert again.returncode == 0, out[-4000:]
+    status = main(_arguments(work_dir, data))  # run again (in this process: the same code, less start-up)
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert status == 0, out[-4000:]
     assert _files(adamw) == adamw_before  # skipped: not retrained, its record and checkpoints untouched
     assert "[1/3] AdamW: best mAP" in out and "(done before, skipped)" in out
     assert "resumed epoch: 0, iter: 2" in out  # mmengine's line: SGD continued from its checkpoint
@@ -100,16 +110,6 @@ def test_killed_comparison_continues_and_writes_its_table_and_plots(tmp_path):
         assert labels == ["AdamW", "SGD"]  # one series per trained optimizer
 
 
-@pytest.fixture
-def main():
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import compare_optimizers
-    finally:
-        sys.path.remove(str(REPO / "tools"))
-    return compare_optimizers.main
-
-
 def test_unknown_optimizer_is_refused_before_anything_runs(main, tmp_path, capsys):
     work_dir = tmp_path / "cmp"
     status = main([CONFIG, "--optimizers", "AdamW,Lino", "--work-dir", str(work_dir)])
@@ -141,3 +141,22 @@ def test_malformed_hparams_file_is_refused(main, tmp_path, capsys, text, says):
     assert status == 2, err
     assert "--hparams: " in err and says in err, err
     assert not work_dir.exists()
+
+
+@pytest.mark.long
+def test_a_diverged_run_is_reported_and_not_retried(main, tmp_path, capsys):
+    hparams = tmp_path / "hp.py"
+    hparams.write_text("hparams = dict(SGD=dict(lr=1e8, momentum=0.9, weight_decay=1e-4))\n")
+    arguments = [str(REPO / CONFIG), "--optimizers", "SGD", "--hparams", str(hparams), "--iters", "6",
+                 "--work-dir", str(tmp_path / "cmp"), "--cfg-options", "optim_wrapper.max_nonfinite_steps=2",
+                 *data_options(str(tmp_path / "data"))]
+    assert main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "[1/1] SGD: diverged: stopped by the non-finite guard" in out
+    (row,) = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["rows"]
+    assert row["diverged"] == "stopped after 2 skipped steps in a row"
+    assert row["status"].startswith("diverged: 2 optimizer steps in a row had a non-finite loss")
+    record = json.loads((tmp_path / "cmp" / "runs" / "SGD" / "run_record.json").read_text())
+    assert record["finished"] is False and record["nonfinite"]["skips"] >= 1  # written at the skip
+    assert main(arguments) == 0  # again: the guard would stop it the same way, so it is not retried
+    assert "(before, skipped)" in capsys.readouterr().out

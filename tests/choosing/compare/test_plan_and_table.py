@@ -50,7 +50,7 @@ def test_map_at_equal_time_is_each_runs_last_validation_by_the_fastest_finished_
     fast = _run("Fast", FINISHED, 20.0, [(10.0, 0.10), (20.0, 0.20)])
     slow = _run("Slow", FINISHED, 40.0, [(10.5, 0.05), (19.0, 0.15), (30.0, 0.30), (40.0, 0.35)])
     bad = _run("Bad", DIVERGED, 5.0, [(5.0, 0.0)], skips=3)  # not finished: does not set T
-    bad.reason = "stopped"
+    bad.reason, bad.stopped_after = "stopped", 3
     missing = Run(Choice("Gone", "Gone", "needs a CUDA device"), Path("Gone"), status=NOT_RUN,
                   reason="needs a CUDA device")
     table, limit = rows([fast, slow, bad, missing])
@@ -59,10 +59,11 @@ def test_map_at_equal_time_is_each_runs_last_validation_by_the_fastest_finished_
     assert by_name["Fast"]["mAP at T"] == 0.20 and by_name["Slow"]["mAP at T"] == 0.15
     assert by_name["Slow"]["best mAP"] == 0.35 and by_name["Slow"]["final mAP"] == 0.35
     assert by_name["Slow"]["state MiB"] == 3.0
-    assert by_name["Bad"]["diverged"] == "stopped (3 skipped steps)" and by_name["Bad"]["status"] == "diverged: stopped"
+    assert by_name["Bad"]["diverged"] == "stopped after 3 skipped steps in a row"
+    assert by_name["Bad"]["status"] == "diverged: stopped"
     assert by_name["Gone"]["status"] == "not run: needs a CUDA device" and by_name["Gone"]["best mAP"] is None
     text = markdown(table, limit)
-    assert "T (equal wall time) = 20.0 s" in text and "| Gone |" in text
+    assert "T (equal wall time) = 20.0 s of training steps" in text and "| Gone |" in text
     drawn = write_plots([fast, slow, bad, missing], tmp_path)
     assert drawn == {name: ["Fast", "Slow", "Bad"] for name in ("loss_vs_iter.png", "map_vs_iter.png",
                                                                  "map_vs_time.png")}

@@ -76,9 +76,10 @@ def compare(config: str, optimizers: str, out_dir: str | None = None, iters: int
         progress.finished(run.name, result_text(run), counted=not run.skipped)
         write_tables(runs, target)  # a comparison stopped later still has the finished runs' figures
     result = Comparison(runs, target)
-    if not trainable:
-        result.files = write_tables(runs, target)
-        return result
+    if not trainable:  # nothing to compare: a mistake of the command (or this machine), exit status 2
+        write_tables(runs, target)
+        reasons = "; ".join(f"{r.name}: {r.reason}" for r in runs)
+        raise ConfigError(f"none of the optimizers can run, so nothing was trained ({reasons})", "--optimizers")
     return _write(result)
 
 

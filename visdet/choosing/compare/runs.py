@@ -58,6 +58,7 @@ class Run:
     reason: str = ""  # why it was not run, or how it failed
     skipped: bool = False  # already finished (or diverged) before this comparison started
     resumed: bool = False
+    stopped_after: int | None = None  # diverged: the skipped steps in a row that stopped it
     record: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -171,6 +172,7 @@ def train(run: Run, console: TextIO | None = None) -> Run:
         return run
     if outcome.get("status") == DIVERGED:  # the guard stops it the same way again: not retried
         run.status, run.reason, run.skipped = DIVERGED, outcome.get("reason", ""), True
+        run.stopped_after = outcome.get("stopped_after")
         return run
     checkpoint = resume_from(run.work_dir)
     run.resumed = checkpoint is not None
@@ -194,8 +196,11 @@ def train(run: Run, console: TextIO | None = None) -> Run:
         run.status = FINISHED
     elif status == 1 and any(t.startswith(DIVERGED_PREFIX) for t in tail):
         message = next(t for t in tail if t.startswith(DIVERGED_PREFIX))[len(DIVERGED_PREFIX):].strip()
+        found = re.search(r"(\d+) optimizer steps in a row", message)  # NonFiniteTrainingError's wording
         run.status, run.reason = DIVERGED, message
-        (run.work_dir / OUTCOME_FILE).write_text(json.dumps(dict(status=DIVERGED, reason=message)))
+        run.stopped_after = int(found.group(1)) if found else None
+        (run.work_dir / OUTCOME_FILE).write_text(json.dumps(dict(status=DIVERGED, reason=message,
+                                                                 stopped_after=run.stopped_after)))
     else:
         what = "configuration error" if status == EXIT_CONFIG else f"exit status {status}"
         last = error_lines[-1] if error_lines else (tail[-1] if tail else "no output")

@@ -55,7 +55,7 @@ def rows(runs: list[Run], metric: str = METRIC) -> tuple[list[dict[str, Any]], f
         nonfinite = record.get("nonfinite") or {}
         skips = int(nonfinite.get("skips", 0) or 0)
         if run.status == DIVERGED:
-            diverged = f"stopped ({skips} skipped steps)"
+            diverged = f"stopped after {run.stopped_after} skipped steps in a row" if run.stopped_after else "stopped"
         else:
             diverged = f"{skips} skipped steps" if skips else ("no" if record else None)
         status = run.status if not run.reason else f"{run.status}: {run.reason}"
@@ -87,11 +87,11 @@ def markdown(table: list[dict[str, Any]], limit: float | None, metric: str = MET
     """The table in GitHub markdown, with what T and the units are."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |" for row in table]
-    when = f"{limit:.1f} s" if limit is not None else "no run finished"
-    lines += ["", f"mAP: {metric}. T (equal wall time) = {when} of training, the shortest finished run's "
-                  "(validation excluded); 'mAP at T' is each run's last validation by then. s/iter: median "
-                  "training seconds per iteration; state MiB: bytes held by the optimizer's state tensors, "
-                  "measured; peak MiB: CUDA allocated peak on a GPU, else the process's peak RSS."]
+    when = (f"{limit:.1f} s of training steps, the shortest finished run's; 'mAP at T' is each run's last "
+            "validation by then") if limit is not None else "none (no run finished)"
+    lines += ["", f"mAP: {metric}. T (equal wall time) = {when}. s/iter: median seconds of a training step; "
+                  "state MiB: bytes held by the optimizer's state tensors, measured; peak MiB: CUDA allocated "
+                  "peak on a GPU, else the process's peak RSS."]
     return "\n".join(lines) + "\n"
 
 

@@ -162,8 +162,11 @@ class RunRecordHook(Hook):
         self._segment_iters += 1
         if self._segment_iters > WARMUP_ITERS:
             self.record["iter_seconds"].append(round(step, 5))
+        skips = self.record["nonfinite"]["skips"]
         self._measure(runner)
-        if (runner.iter + 1) % self.interval == 0:
+        # A skipped step may be the start of the guard stopping the run (no after_run then): keep the record
+        # on disk current, so a diverged run's curve reaches its last iteration.
+        if (runner.iter + 1) % self.interval == 0 or self.record["nonfinite"]["skips"] > skips:
             self.write(runner)
 
     def after_val_epoch(self, runner, metrics: dict[str, Any] | None = None) -> None:
