@@ -120,6 +120,14 @@ def test_unknown_optimizer_is_refused_before_anything_runs(main, tmp_path, capsy
     assert not work_dir.exists()
 
 
+def test_nothing_runnable_is_a_mistake_of_the_command(main, tmp_path, capsys):
+    status = main([str(REPO / CONFIG), "--optimizers", UNRUNNABLE, "--work-dir", str(tmp_path / "cmp")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"--optimizers: none of the optimizers can run, so nothing was trained ({UNRUNNABLE}: needs torch" in err
+    assert not (tmp_path / "cmp" / "runs").exists()
+
+
 def test_duplicate_optimizer_is_refused(main, tmp_path, capsys):
     status = main([CONFIG, "--optimizers", "AdamW,SGD,AdamW", "--work-dir", str(tmp_path / "cmp")])
     assert status == 2
