@@ -25,7 +25,7 @@ from visdet.choosing.lr_finder import loop as _loop  # noqa: F401  registers LrR
 from visdet.choosing.lr_finder.applicability import LrTarget, lr_target
 from visdet.choosing.lr_finder.plot import plot_range_test
 from visdet.choosing.lr_finder.suggestion import min_at_start, min_loss_lr, steepest_descent_lr
-from visdet.choosing.prepare import check_run_config, prepare_runner
+from visdet.choosing.prepare import prepare_runner
 from visdet.errors import ConfigError
 
 JSON_NAME, PNG_NAME = "lr_find.json", "lr_find.png"
@@ -107,12 +107,11 @@ def configure(cfg: Config, settings: RangeTestSettings) -> LrTarget:
 def build_range_test_runner(cfg: Config, settings: RangeTestSettings, work_dir: str):
     """(Runner, lr target) ready for ``runner.train()``; every mistake is a ConfigError before building."""
     target = configure(cfg, settings)
-    check_run_config(cfg)
     name = f"lr_find_{time.time_ns()}"
     # mmengine keeps one Visualizer per name for the process, and the shipped configs name theirs
     # 'visualizer': a second Runner in this process would write to the first one's (maybe deleted) folder.
     cfg.setdefault("visualizer", dict(type="Visualizer"))["name"] = name
-    return prepare_runner(cfg, work_dir, experiment_name=name), target
+    return prepare_runner(cfg, work_dir, experiment_name=name), target  # checks the whole config first
 
 
 def finish(runner: Any, target: LrTarget, settings: RangeTestSettings, seconds: float | None = None,
