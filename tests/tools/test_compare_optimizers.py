@@ -77,6 +77,7 @@ def test_killed_comparison_continues_and_writes_its_table_and_plots(main, tmp_pa
     sgd = json.loads((work_dir / "runs" / "SGD" / "run_record.json").read_text())
     assert sgd["finished"] is True and sgd["resumed_at"] == [2]
     assert [i["iter"] for i in sgd["iterations"]] == [1, 2, 3, 4]  # continued, not restarted
+    assert [v["iter"] for v in sgd["validations"]] == [2, 4]  # iteration 2's even if the kill came before it
     seconds = [i["train_s"] for i in sgd["iterations"]]
     assert 0 < seconds[0] < seconds[1] < seconds[2] < seconds[3]  # training time carried over the resume
 

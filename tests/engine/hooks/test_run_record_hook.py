@@ -112,3 +112,34 @@ def test_loading_weights_without_resuming_starts_a_new_record(tmp_path):
     checkpoint = {"meta": {"iter": 3}, CHECKPOINT_KEY: {"iterations": [{"iter": 1, "loss": 1.0, "train_s": 0.1}]}}
     hook.after_load_checkpoint(_runner(tmp_path, model, wrapper, resume=False), checkpoint)  # load_from
     assert hook.record["iterations"] == []
+
+
+def test_a_validation_a_kill_cut_off_is_made_when_the_run_resumes(tmp_path):
+    from mmengine.runner import IterBasedTrainLoop
+
+    model = SmallNet()
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)  # only what the hook reads: the validation schedule
+    loop._max_iters, loop.val_begin, loop.val_interval = 8, 1, 2
+    runs = []
+
+    def resume(saved_validations):
+        hook = RunRecordHook()
+        runner = _runner(tmp_path, model, wrapper, resume=True)
+        runner.iter, runner.train_loop, runner._val_loop = 2, loop, object()
+        runner.logger = SimpleNamespace(info=lambda message: None)
+        runner.val_loop = SimpleNamespace(run=lambda: (runs.append(runner.iter),
+                                                       hook.after_val_epoch(runner, {"coco/bbox_mAP": 0.1})))
+        snapshot = {**RunRecordHook._empty(), "validations": saved_validations,
+                    "iterations": [{"iter": 1, "loss": 1.0, "train_s": 0.1}, {"iter": 2, "loss": 1.0, "train_s": 0.2}]}
+        hook.after_load_checkpoint(runner, {"meta": {"iter": 2}, CHECKPOINT_KEY: snapshot})
+        hook.before_train(runner)
+        hook.before_train_epoch(runner)
+        return hook.record
+
+    # Saved at iteration 2, killed before validating it: validated on resume, from the checkpoint's weights.
+    assert [v["iter"] for v in resume([])["validations"]] == [2] and runs == [2]
+    # Validated before the kill (the record on disk has it): not again.
+    (tmp_path / "run_record.json").write_text(json.dumps({"validations": [
+        {"iter": 2, "train_s": 0.2, "metrics": {"coco/bbox_mAP": 0.1}}]}))
+    assert [v["iter"] for v in resume([])["validations"]] == [2] and runs == [2]

@@ -129,6 +129,7 @@ class RunRecordHook(Hook):
         self._mark: float | None = None  # perf_counter at the start of the current training step
         self._segment_iters = 0  # iterations trained by this process (the warm-up ones are not timed)
         self._training = False  # between before_train and after_run: validations belong to this run
+        self._revalidate_at: int | None = None  # resumed at this iteration: validate it if its validation was lost
 
     @staticmethod
     def _empty() -> dict[str, Any]:
@@ -146,6 +147,29 @@ class RunRecordHook(Hook):
     def before_train(self, runner) -> None:
         self._segment_iters = 0
         self._training = True
+
+    def before_train_epoch(self, runner) -> None:
+        # mmengine saves iteration N's checkpoint before validating at N; a run killed in between resumes past
+        # that validation and never makes it. The checkpoint holds the very weights it evaluates, so it is made
+        # here: after every hook's before_train (CheckpointHook's save_best needs its own), before the loop
+        # puts the model back in train mode for the next iteration.
+        at, self._revalidate_at = self._revalidate_at, None
+        if at is not None and self._validation_lost(runner, at):
+            runner.logger.info(f"RunRecordHook: validating iteration {at} again: the interrupted run saved its "
+                               "checkpoint but did not finish that validation")
+            runner.val_loop.run()
+
+    def _validation_lost(self, runner, at: int) -> bool:
+        """Whether mmengine's IterBasedTrainLoop validates after iteration ``at`` and the record has no
+        validation there (epoch-based loops are left alone: their intervals count epochs)."""
+        from mmengine.runner import IterBasedTrainLoop  # here: importing mmengine.runner at import time is loud
+
+        if at in {v["iter"] for v in self.record["validations"]}:
+            return False
+        loop = getattr(runner, "train_loop", None)
+        if not isinstance(loop, IterBasedTrainLoop) or getattr(runner, "_val_loop", None) is None:
+            return False
+        return at >= loop.val_begin and (at % loop.val_interval == 0 or at == loop.max_iters)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._mark = time.perf_counter()
@@ -240,6 +264,7 @@ class RunRecordHook(Hook):
         record["validations"] = [v for v in record["validations"] if v["iter"] <= at] + extra
         record["finished"] = False
         record["resumed_at"] = [*record.get("resumed_at", []), at]
+        self._revalidate_at = at
         nonfinite = (checkpoint.get("optimizer") or {}).get(COUNTERS_KEY)
         if isinstance(nonfinite, dict):
             record["nonfinite"] = dict(skips=int(nonfinite.get("total", 0)),
