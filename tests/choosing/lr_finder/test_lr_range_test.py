@@ -134,3 +134,29 @@ def test_outputs_png_and_json(sweep):
         assert value is not None and math.isfinite(value) and SETTINGS.start <= value <= SETTINGS.end
     assert payload["cfg_options"] == f"--cfg-options optim_wrapper.optimizer.lr={suggestions['steepest_descent']:.3g}"
     assert payload["lr_key"] == "optim_wrapper.optimizer.lr" and payload["config_lr"] == pytest.approx(3e-4)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("optimizer, key", [
+    # A closure optimizer (SAM re-runs forward and backward inside step) and a wrapper (Lookahead keeps slow
+    # weights in its own state): the sweep runs their own iteration and the restore covers their state.
+    (dict(type="SAM", rho=0.05, base_optimizer=dict(type="SGD", lr=0.01, momentum=0.9, weight_decay=1e-4)),
+     "optim_wrapper.optimizer.base_optimizer.lr"),
+    (dict(type="Lookahead", k=2, alpha=0.5, optimizer=dict(type="AdamW", lr=3e-4, weight_decay=0.05)),
+     "optim_wrapper.optimizer.optimizer.lr"),
+])
+def test_wrapped_and_closure_optimizers_are_swept_and_restored(tmp_path, optimizer, key):
+    options = dict(item.split("=", 1) for item in data_options(str(tmp_path / "data")))
+    cfg = load_config(SMALL, options)
+    cfg.merge_from_dict({"optim_wrapper.optimizer": dict(_delete_=True, **optimizer)})
+    settings = RangeTestSettings(start=1e-4, end=1e-2, iters=4)
+    runner, target = build_range_test_runner(cfg, settings, str(tmp_path / "work"))
+    watch = Watch()
+    runner.register_hook(watch)
+    runner.train()
+    result = finish(runner, target, settings)
+    assert result.lr_key == key and watch.steps == 4
+    assert [lrs[0] for lrs in watch.step_lrs] == pytest.approx([1e-4 * 100 ** (i / 3) for i in range(4)])
+    assert not _equal(watch.last["optim"], watch.before["optim"])
+    final = Watch._state(runner)
+    assert _equal(final["model"], watch.before["model"]) and _equal(final["optim"], watch.before["optim"])
