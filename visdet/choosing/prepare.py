@@ -29,10 +29,16 @@ def prepare_runner(cfg: Config, work_dir: str, experiment_name: str | None = Non
 
     ``experiment_name`` keeps runners built in one process apart (mmengine keys
     its message hub and logger by it; its default is the second the run
-    started, which two quick runs can share).
+    started, which two quick runs can share). The Visualizer is named after it
+    too: mmengine keeps one Visualizer per name for the process, and the
+    shipped configs all call theirs 'visualizer', so a second run would write
+    its scalars into the first one's (perhaps deleted) folder.
     """
     cfg.work_dir = work_dir
     cfg.experiment_name = experiment_name or f"run_{time.time_ns()}"
+    visualizer = cfg.get("visualizer") or dict(type="Visualizer")
+    visualizer["name"] = cfg.experiment_name
+    cfg.visualizer = visualizer
     add_vis_backends(cfg)
     check_run_config(cfg)
     prepare_embedded_data(cfg)

@@ -108,9 +108,6 @@ def build_range_test_runner(cfg: Config, settings: RangeTestSettings, work_dir: 
     """(Runner, lr target) ready for ``runner.train()``; every mistake is a ConfigError before building."""
     target = configure(cfg, settings)
     name = f"lr_find_{time.time_ns()}"
-    # mmengine keeps one Visualizer per name for the process, and the shipped configs name theirs
-    # 'visualizer': a second Runner in this process would write to the first one's (maybe deleted) folder.
-    cfg.setdefault("visualizer", dict(type="Visualizer"))["name"] = name
     return prepare_runner(cfg, work_dir, experiment_name=name), target  # checks the whole config first
 
 

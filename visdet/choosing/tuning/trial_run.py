@@ -156,11 +156,7 @@ def run_trial(trial: Any, cfg: Config, space: SearchSpace, work_dir: str, iters:
             raise optuna.TrialPruned(reason) from None
         try:
             name = f"trial_{trial.number}_{time.time_ns()}"
-            # mmengine's Visualizer is one instance per name: trials sharing the config's 'visualizer'
-            # would all write their scalars into the first trial's vis_data.
-            if not run_cfg.get("visualizer"):
-                run_cfg.visualizer = dict(type="Visualizer")
-            run_cfg.visualizer["name"] = name
+            # prepare_runner names the trial's Visualizer after it (mmengine keeps one per name).
             runner = prepare_runner(run_cfg, work_dir=str(work_dir), experiment_name=name)
             runner.register_hook(hook, priority="LOWEST")
             runner.train()
