@@ -85,8 +85,9 @@ def test_every_missing_type_in_one_message():
     for line in ("model.backbone.type: 'ResNeXt' (use ResNet)",
                  "model.roi_head.bbox_head.loss_bbox.type: 'GIoULoss' (use L1Loss or SmoothL1Loss)",
                  "train_dataloader.dataset.pipeline[2].type: 'PhotoMetricDistortion' (visdet's transforms: ",
-                 "default_hooks.sync.type: 'SyncNormHook' (did you mean 'SyncBuffersHook'? visdet's hooks: "):
+                 "default_hooks.sync.type: 'SyncNormHook' (did you mean 'SyncBuffersHook'"):  # closest name first
         assert line in message, message
+    assert "visdet's hooks: CheckpointHook" in message
 
 
 def test_one_missing_type_keeps_the_did_you_mean():
