@@ -8,27 +8,17 @@ caller (and a test) knows which runs are in the picture.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from visdet.choosing.compare.runs import Run
 from visdet.choosing.compare.table import METRIC
+from visdet.utils.figures import moving_average, save_png
 
 #: Iterations of the trailing mean drawn over the loss.
 SMOOTH = 10
 #: File names in the comparison's folder.
 LOSS_PNG, MAP_ITER_PNG, MAP_TIME_PNG = "loss_vs_iter.png", "map_vs_iter.png", "map_vs_time.png"
-
-
-def _smoothed(values: list[float], window: int) -> list[float]:
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
 
 
 def _series(run: Run, kind: str, metric: str) -> tuple[list[float], list[float]]:
@@ -37,7 +27,7 @@ def _series(run: Run, kind: str, metric: str) -> tuple[list[float], list[float]]
         points = [(i["iter"], i["loss"]) for i in record.get("iterations", [])
                   if isinstance(i.get("loss"), (int, float)) and math.isfinite(i["loss"])]
         xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
-        return xs, _smoothed(ys, SMOOTH)
+        return xs, moving_average(ys, SMOOTH)
     x_key = "iter" if kind == "iter" else "train_s"
     points = [(v[x_key], v["metrics"][metric]) for v in record.get("validations", []) if metric in v.get("metrics", {})]
     return [float(p[0]) for p in points], [float(p[1]) for p in points]
@@ -69,9 +59,7 @@ def _draw(runs: list[Run], kind: str, path: Path, metric: str) -> list[str]:
     if labels:
         axes.legend(fontsize=8)
     figure.tight_layout()
-    partial = path.with_name(f".{path.name}.partial")
-    figure.savefig(partial, format="png")
-    os.replace(partial, path)
+    save_png(figure, path)
     return labels
 
 

@@ -8,9 +8,10 @@ so a reader never sees half a PNG.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from visdet.utils.figures import save_png
 
 
 def plot_range_test(path: Path, lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
@@ -36,11 +37,7 @@ def plot_range_test(path: Path, lrs: Sequence[float], losses: Sequence[float], s
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    figure.savefig(partial, format="png")
-    os.replace(partial, path)
-    return path
+    return save_png(figure, path)
 
 
 def _y_range(raw: Sequence[float], smoothed: Sequence[float]) -> tuple[float, float]:

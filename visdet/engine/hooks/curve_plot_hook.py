@@ -8,7 +8,6 @@ canvas (no display needed, no global backend switched).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from visdet.registry import HOOKS
+from visdet.utils.figures import moving_average as _moving_average, save_png
 
 
 @HOOKS.register_module()
@@ -80,19 +80,5 @@ class CurvePlotHook(Hook):
         if self.metrics:
             metric_ax.legend(fontsize=8)
         figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        figure.savefig(partial, format="png")
-        os.replace(partial, path)
-        return path
+        return save_png(figure, path)
 
-
-def _moving_average(values: tuple[float, ...], window: int) -> list[float]:
-    """Trailing mean over up to ``window`` values (same length as the input)."""
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
