@@ -2,8 +2,12 @@
 
 The level rule is mmdet's (``floor(log2(sqrt(area) / finest_scale))``), not
 torchvision's ``MultiScaleRoIAlign`` rule (canonical 224 at level 4), so that
-mmdet configs behave as documented; pooling is torchvision's ``roi_align``
-(mmcv-lite has no compiled ops), with ``aligned=True`` like mmcv's RoIAlign.
+mmdet configs behave as documented; pooling has the semantics of torchvision's
+``roi_align`` (mmcv-lite has no compiled ops), with ``aligned=True`` like mmcv's
+RoIAlign. On the CPU all levels are pooled in one sparse matrix product
+(:mod:`~visdet.models.roi_heads.sparse_roi_align`: the same numbers, and a
+multi-threaded backward where torchvision's is single-threaded); elsewhere
+torchvision's kernel runs per level.
 
 torchvision's kernel has no double backward; while ``double_backward`` is set
 (by the second-order optimizers' driver, for the forward passes whose gradients
@@ -20,6 +24,7 @@ from torchvision.ops import roi_align
 
 from visdet.models.errors import ModelConfigError
 from visdet.models.roi_heads import twice_differentiable_roi_align
+from visdet.models.roi_heads.sparse_roi_align import multi_level_roi_align
 from visdet.registry import MODELS
 
 _KEY = "model.roi_head.bbox_roi_extractor"
@@ -40,9 +45,13 @@ class SingleRoIExtractor(BaseModule):
             numbers, slower) instead of torchvision's kernel. Off by default;
             visdet's second-order driver turns it on around the forward passes
             it runs with ``create_graph=True``.
+        sparse_on_cpu: Pool CPU features with the sparse-matrix RoIAlign
+            (default) rather than torchvision's kernel; the two agree to float
+            rounding. ``benchmarks/detector_speed.py`` turns it off to show that.
     """
 
     double_backward: bool = False
+    sparse_on_cpu: bool = True
 
     def __init__(self, roi_layer: dict, out_channels: int, featmap_strides: Sequence[int],
                  finest_scale: int = 56, init_cfg: dict | list | None = None) -> None:
@@ -77,14 +86,21 @@ class SingleRoIExtractor(BaseModule):
     def forward(self, feats: Sequence[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
         """(K, C, h, w) features of ``rois`` (K, 5: batch index, x1, y1, x2, y2)."""
         num_levels = len(feats)
+        if rois.size(0) == 0:
+            return feats[0].new_zeros(rois.size(0), self.out_channels, *self.output_size)
+        if num_levels > 1:
+            levels = self.map_roi_levels(rois, num_levels)
+        else:
+            levels = rois.new_zeros(len(rois), dtype=torch.long)
+        if feats[0].device.type == "cpu" and self.sparse_on_cpu and not self.double_backward:
+            return multi_level_roi_align(feats, rois, levels, self.output_size,
+                                         [1.0 / s for s in self.featmap_strides[:num_levels]], self.sampling_ratio,
+                                         self.aligned)
         pool = twice_differentiable_roi_align.roi_align if self.double_backward else roi_align
         out = feats[0].new_zeros(rois.size(0), self.out_channels, *self.output_size)
-        if rois.size(0) == 0:
-            return out
         if num_levels == 1:
             return pool(feats[0], rois, self.output_size, 1.0 / self.featmap_strides[0],
                              self.sampling_ratio, self.aligned)
-        levels = self.map_roi_levels(rois, num_levels)
         for i in range(num_levels):
             inds = torch.nonzero(levels == i).squeeze(1)
             if inds.numel() > 0:

@@ -26,31 +26,7 @@ from __future__ import annotations
 
 import torch
 
-
-def _axis_samples(start: torch.Tensor, bin_size: torch.Tensor, grid: int, pooled: int,
-                  size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Low/high indices and their weights of the sample points along one axis, as torchvision's kernel.
-
-    ``start``, ``bin_size``: (K,). Returns four (K, pooled * grid) tensors:
-    low index, high index, weight of low, weight of high (0 outside the map).
-    """
-    device, dtype = start.device, start.dtype
-    bins = torch.arange(pooled, device=device, dtype=dtype)
-    offsets = (torch.arange(grid, device=device, dtype=dtype) + 0.5) / grid
-    # position of sample (bin, sub) = start + bin * bin_size + (sub + 0.5) * bin_size / grid
-    pos = start[:, None, None] + (bins[None, :, None] + offsets[None, None, :]) * bin_size[:, None, None]
-    pos = pos.reshape(start.shape[0], pooled * grid)
-    inside = (pos >= -1.0) & (pos <= size)
-    pos = pos.clamp(min=0)
-    low = pos.floor().long()
-    at_edge = low >= size - 1
-    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
-    high = torch.where(at_edge, low, low + 1)
-    pos = torch.where(at_edge, low.to(dtype), pos)
-    frac = pos - low.to(dtype)
-    weight_low = (1.0 - frac) * inside
-    weight_high = frac * inside
-    return low, high, weight_low, weight_high
+from visdet.models.roi_heads.roi_align_sampling import axis_samples, roi_geometry, sampling_grids
 
 
 def _pool_group(feature: torch.Tensor, rois: torch.Tensor, spatial_scale: float, output_size: tuple[int, int],
@@ -59,15 +35,9 @@ def _pool_group(feature: torch.Tensor, rois: torch.Tensor, spatial_scale: float,
     num, channels, height, width = feature.shape
     pooled_h, pooled_w = output_size
     grid_h, grid_w = grid
-    offset = 0.5 if aligned else 0.0
-    start_w = rois[:, 1] * spatial_scale - offset
-    start_h = rois[:, 2] * spatial_scale - offset
-    roi_w = rois[:, 3] * spatial_scale - offset - start_w
-    roi_h = rois[:, 4] * spatial_scale - offset - start_h
-    if not aligned:  # the legacy rule: malformed RoIs forced to 1x1
-        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
-    y_low, y_high, wy_low, wy_high = _axis_samples(start_h, roi_h / pooled_h, grid_h, pooled_h, height)
-    x_low, x_high, wx_low, wx_high = _axis_samples(start_w, roi_w / pooled_w, grid_w, pooled_w, width)
+    start_w, start_h, roi_w, roi_h = roi_geometry(rois, spatial_scale, aligned)
+    y_low, y_high, wy_low, wy_high = axis_samples(start_h, roi_h / pooled_h, grid_h, pooled_h, height)
+    x_low, x_high, wx_low, wx_high = axis_samples(start_w, roi_w / pooled_w, grid_w, pooled_w, width)
     # Features as (N * H * W, C): one row per pixel, picked by advanced indexing (differentiable twice).
     table = feature.permute(0, 2, 3, 1).reshape(num * height * width, channels)
     base = rois[:, 0].long()[:, None, None] * (height * width)
@@ -103,14 +73,7 @@ def roi_align(feature: torch.Tensor, rois: torch.Tensor, output_size: int | tupl
     out = feature.new_zeros(count, channels, *pooled)
     if count == 0:
         return out
-    if sampling_ratio > 0:
-        grids = torch.full((count, 2), sampling_ratio, dtype=torch.long, device=rois.device)
-    else:  # adaptive: each RoI its own grid, so RoIs are pooled in groups of equal grids
-        size_w = rois[:, 3] * spatial_scale - rois[:, 1] * spatial_scale
-        size_h = rois[:, 4] * spatial_scale - rois[:, 2] * spatial_scale
-        if not aligned:
-            size_w, size_h = size_w.clamp(min=1.0), size_h.clamp(min=1.0)
-        grids = torch.stack([torch.ceil(size_h / pooled[0]), torch.ceil(size_w / pooled[1])], dim=1).long()
+    grids = sampling_grids(rois, spatial_scale, pooled, sampling_ratio, aligned)
     for grid in torch.unique(grids, dim=0).tolist():
         if grid[0] <= 0 or grid[1] <= 0:  # an empty or inverted box: no samples, zeros as in the kernel
             continue
