@@ -38,8 +38,10 @@ train_dataloader = dict(
         pipeline=train_pipeline,
     ),
 )
+# Validation in batches of 8: every image is 160x160, so batching adds no padding and the detections
+# are the same as one by one (tests/models/detectors/test_batched_inference.py), ~20% faster per image.
 val_dataloader = dict(
-    batch_size=1,
+    batch_size=8,
     num_workers=0,
     drop_last=False,
     sampler=dict(type="DefaultSampler", shuffle=False),
