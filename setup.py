@@ -45,7 +45,9 @@ EXTRAS = {
     # 4.9 named the heartbeat's retry RetryHeartbeatStaleTrialCallback. optuna-dashboard reads the study database
     # but is optional: pip install optuna-dashboard.
     "tune": ["optuna>=4.9,<6", "psycopg2-binary>=2.9"],
-    "tests": ["pytest>=7", "hypothesis>=6", "import-linter>=2.1,<3", "ruff>=0.6"],
+    # faster-coco-eval: only for tests/evaluation/test_coco_eval_speed.py and benchmarks/coco_eval_speed.py, which
+    # show why CocoMetric keeps pycocotools (its precision lacks pycocotools' epsilon: not bit-identical).
+    "tests": ["pytest>=7", "hypothesis>=6", "import-linter>=2.1,<3", "ruff>=0.6", "faster-coco-eval>=1.6,<2"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
