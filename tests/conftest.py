@@ -18,6 +18,21 @@ from mmengine.logging import MMLogger
 from testutils import SmallNet
 
 
+#: Why a ``@pytest.mark.cuda`` test is skipped on a machine without CUDA (every CI machine so far).
+CUDA_SKIP_REASON = ("needs a CUDA device (torch.cuda.is_available() is False here); "
+                    "bash tools/cuda_check.sh runs every such test on a GPU machine")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``cuda`` where there is no CUDA device: one marker, one reason, one place."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=CUDA_SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def small_net() -> SmallNet:
     torch.manual_seed(0)

@@ -147,7 +147,7 @@ def test_train_tool_reports_a_strategy_mistake_in_one_line(tmp_path):
     assert lines == [lines[0]] and "offload_optimizer" in lines[0] and "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="OnebitAdam's compressed allreduce needs CUDA (and cupy)")
+@pytest.mark.cuda  # and cupy, which tools/cuda_check.sh installs
 def test_onebit_adam_trains_inside_the_deepspeed_engine_on_a_gpu(tmp_path):
     pytest.importorskip("cupy")
     data, work = f"{tmp_path}/data/", tmp_path / "work"

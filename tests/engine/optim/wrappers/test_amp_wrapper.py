@@ -251,7 +251,7 @@ def test_import_is_silent_and_survives_reload():
     assert result.stdout == "" and result.stderr == ""
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_defaults_to_float16_with_a_scaler():
     model, x, y = regression()
     model, x, y = model.cuda(), x.cuda(), y.cuda()
