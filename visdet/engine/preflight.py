@@ -183,8 +183,28 @@ def check_config(cfg: Mapping[str, Any], training: bool = True) -> None:
 
         # A launched run's process group exists only once the Runner is built, after this check.
         distributed = (Need.DISTRIBUTED,) if cfg.get("launcher", "none") != "none" else ()
-        with assume_met(*distributed):
+        with assume_met(*distributed, *_engine_built_by_strategy(cfg)):
             check_optim_wrapper(cfg)
         # Warnings last: a config that still has a mistake gets only the error.
         warn(schedule_warnings(cfg) + frozen_backbone_warnings(cfg))
         warn(ema_warnings(cfg))  # an EMA of a schedule-free optimizer's average; a large EMA momentum
+
+
+def _engine_built_by_strategy(cfg: Mapping) -> tuple:
+    """``Need.DEEPSPEED_ENGINE`` when a DeepSpeed strategy will hand this optimizer to DeepSpeed's engine.
+
+    The 1-bit family (catalogue records with an ``engine_name``) is built by
+    ``deepspeed.initialize`` from the strategy's config, after this check; other
+    engine-only optimizers (ZenFlow's) are not, so they stay refused.
+    """
+    from visdet.engine.optim.catalog.spec import Need
+    from visdet.engine.strategies.lookup import optimizer_spec
+
+    strategy = cfg.get("strategy")
+    if not (isinstance(strategy, Mapping) and "DeepSpeed" in str(strategy.get("type", ""))):
+        return ()
+    optim_wrapper = cfg.get("optim_wrapper")
+    optimizer = optim_wrapper.get("optimizer") if isinstance(optim_wrapper, Mapping) else None
+    name = optimizer.get("type") if isinstance(optimizer, Mapping) else None
+    spec = optimizer_spec(name) if isinstance(name, str) else None
+    return (Need.DEEPSPEED_ENGINE,) if spec is not None and spec.engine_name else ()

@@ -160,3 +160,25 @@ def test_onebit_adam_trains_inside_the_deepspeed_engine_on_a_gpu(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     log = run_log(work)
     assert "Epoch(train) [1]" in log and all(math.isfinite(v) for v in losses(log))
+
+
+@pytest.mark.parametrize("name, refused", [("OnebitAdam", False), ("ZeroOneAdam", False), ("ZenFlowCPUAdam", True)])
+def test_train_checks_let_deepspeed_build_the_1bit_family_on_a_gpu(monkeypatch, name, refused):
+    """With CUDA and a launched DeepSpeed run, the engine builds the 1-bit optimizers: the checks must not
+    refuse them for 'needs a DeepSpeed engine'; ZenFlow's, which the strategy does not hand over, stay refused."""
+    from visdet.engine.launch import prepare_strategy, set_launcher
+    from visdet.engine.preflight import check_config
+    from visdet.engine.strategies.lookup import register
+    from visdet.errors import ConfigError
+
+    register()  # import the strategies (and through mmengine the optimizer packages) before CUDA is faked
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # what a GPU machine reports
+    cfg = _cfg(**{"strategy.zero_optimization.stage": 0,
+                  "optim_wrapper.optimizer": dict(_delete_=True, type=name, lr=1e-4, weight_decay=0.05)})
+    set_launcher(cfg, "pytorch")
+    prepare_strategy(cfg)
+    if refused:
+        with pytest.raises(ConfigError, match="DeepSpeed engine"):
+            check_config(cfg)
+    else:
+        check_config(cfg)
