@@ -25,8 +25,8 @@ model = dict(
 )
 
 # Schedule (_base_/schedules/adamw_cosine.py): 5 epochs of 300 iterations (600 images, batch 2),
-# 1,500 iterations: 21.5 min on the 2-core machine measured on 2026-11-25, 32 min on a slower one of the
-# same kind; benchmarks/main_job_estimate.py projects it for this machine.
+# 1,500 iterations: 21 min 17 s on a 2-core machine on 2026-12-02 (the code before the speed work took
+# 32 min 9 s there); benchmarks/main_job_estimate.py projects it for this machine.
 
 default_hooks = dict(
     logger=dict(type="LoggerHook", interval=20),
