@@ -233,3 +233,34 @@ def test_trials_train_with_the_seed_unless_the_config_has_one():
     cfg = Config(dict(CFG, randomness=dict(seed=3, deterministic=True)))
     seed_trials(cfg, 7)
     assert cfg.randomness == {"seed": 3, "deterministic": True}
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_opens_the_storage_on_retry(tmp_path, monkeypatch):
+    """Workers started together on a new PostgreSQL database race to create Optuna's tables; the losers'
+    duplicate-type error is retried (the tables then exist), and a persistent one is one --storage line."""
+    from sqlalchemy import exc as sa_exc
+
+    from visdet.choosing.tuning import storage as storage_module
+    from visdet.errors import ConfigError
+
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            orig = Exception('duplicate key value violates unique constraint "pg_type_typname_nsp_index"')
+            raise sa_exc.IntegrityError("CREATE TABLE studies", {}, orig)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(storage_module.time, "sleep", lambda s: None)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    assert isinstance(open_storage(None, str(tmp_path)), real) and len(calls) == 2
+
+    def always(*args, **kwargs):
+        raise sa_exc.ProgrammingError("CREATE TABLE studies", {}, Exception('relation "studies" already exists'))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", always)
+    with pytest.raises(ConfigError, match="already exists") as info:
+        open_storage(None, str(tmp_path / "other"))
+    assert info.value.key == "--storage"

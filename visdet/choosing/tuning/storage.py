@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import os.path as osp
+import time
 import warnings
 
 import optuna
@@ -29,6 +30,8 @@ HEARTBEAT_INTERVAL_S = 20
 GRACE_PERIOD_S = 60
 #: How often a stale trial (its worker died) is run again before it stays failed.
 MAX_RETRY = 2
+#: Times a worker retries opening a new database whose tables another worker is creating at that moment.
+SCHEMA_RACE_RETRIES = 4
 #: Seconds to wait for a database server to answer before calling it unreachable.
 CONNECT_TIMEOUT_S = 10
 
@@ -120,16 +123,34 @@ def open_storage(url: str | None, work_dir: str) -> optuna.storages.RDBStorage:
         if not osp.isdir(folder):
             raise ConfigError(f"the folder of the SQLite file '{parsed.database}' does not exist; create it or "
                               "give another path", KEY)
-    try:
-        with warnings.catch_warnings():  # the heartbeat and its retry are "experimental" in Optuna since 2.8
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-            return optuna.storages.RDBStorage(
-                parsed.render_as_string(hide_password=False), engine_kwargs=_engine_kwargs(parsed),
-                heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
-                heartbeat_stale_trial_callback=retry)
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DatabaseError) as error:
-        reason = str(getattr(error, "orig", error) or error).strip().splitlines()[0]
-        raise ConfigError(f"cannot connect to '{_hide_password(parsed)}': {reason}; start the database server "
-                          "(tools/dev/start_postgres.sh starts one on this machine) or fix the host, port, user, "
-                          "password or database in the URL", KEY) from None
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            with warnings.catch_warnings():  # the heartbeat and its retry are "experimental" in Optuna since 2.8
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+                return optuna.storages.RDBStorage(
+                    parsed.render_as_string(hide_password=False), engine_kwargs=_engine_kwargs(parsed),
+                    heartbeat_interval=HEARTBEAT_INTERVAL_S, grace_period=GRACE_PERIOD_S,
+                    heartbeat_stale_trial_callback=retry)
+        except (sa_exc.IntegrityError, sa_exc.ProgrammingError) as error:
+            # Workers started together on a new database all create Optuna's tables; PostgreSQL lets one
+            # win and fails the others with a duplicate type/relation. The tables then exist: try again.
+            if attempt == SCHEMA_RACE_RETRIES or not _lost_schema_race(error):
+                raise ConfigError(f"cannot open '{_hide_password(parsed)}': {_first_line(error)}", KEY) from None
+            time.sleep(0.5 * (attempt + 1))
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DatabaseError) as error:
+            reason = _first_line(error)
+            raise ConfigError(f"cannot connect to '{_hide_password(parsed)}': {reason}; start the database server "
+                              "(tools/dev/start_postgres.sh starts one on this machine) or fix the host, port, user, "
+                              "password or database in the URL", KEY) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _first_line(error: Exception) -> str:
+    return str(getattr(error, "orig", error) or error).strip().splitlines()[0]
+
+
+def _lost_schema_race(error: Exception) -> bool:
+    """Whether ``error`` is another process having created the same table or type a moment earlier."""
+    text = str(getattr(error, "orig", error)).lower()
+    return "already exists" in text or ("duplicate key" in text and "pg_type" in text)
