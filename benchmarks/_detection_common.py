@@ -100,5 +100,10 @@ def coco_map(ann_file: str, results: list[dict]) -> list[float]:
     return [float(v) for v in evaluator.stats]
 
 
+def native_cpu_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions and matmuls natively on this CPU (AVX-512 BF16/AMX), not emulated."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def thread_note() -> str:
     return f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads"

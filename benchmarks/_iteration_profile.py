@@ -104,3 +104,13 @@ def breakdown(prof: torch.profiler.profile, iterations: int) -> dict[str, float]
         label = _stage_of(event)
         totals[f"{label} (forward)" if label else "other"] += event.self_cpu_time_total
     return {key: value / 1e6 / iterations for key, value in totals.items()}
+
+
+#: The ops that do a detector's dense arithmetic on the CPU (oneDNN convolutions, MKL matrix products).
+DENSE_KERNELS = frozenset({"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm",
+                           "aten::bmm", "aten::baddbmm", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward"})
+
+
+def dense_kernel_seconds(prof: torch.profiler.profile, iterations: int) -> float:
+    """Seconds per iteration spent inside the convolution and matrix-product kernels (their self time)."""
+    return sum(e.self_cpu_time_total for e in prof.events() if e.name in DENSE_KERNELS) / 1e6 / iterations

@@ -16,15 +16,19 @@ Printed:
   record, visdet pooling with torchvision's RoIAlign kernel (what visdet did
   before its sparse-matrix RoIAlign) and visdet under bf16 autocast (reduced
   precision: a separate path, never the default; its mAP is the main job's
-  ``--amp`` run in the README);
+  ``--amp`` run in the README) where the device computes bf16 natively (on a
+  CPU without AVX-512 BF16 oneDNN emulates it, ~11x slower than fp32: the
+  line says it was skipped);
 * ``visdet / torchvision`` against the target (issue 17: <= 0.8) — the fp32 path;
 * the fp32 path's equivalence: the losses of 3 training steps from the same
   weights with visdet's RoIAlign and with torchvision's kernel (their largest
   relative difference, float rounding);
 * a torch.profiler breakdown of an iteration of each detector by stage
   (backbone, neck, RPN, anchors, target assignment, proposals, RoIAlign, box
-  head, losses, optimizer step; forward and backward apart) and the data
-  loading of a batch.
+  head, losses, optimizer step; forward and backward apart), the share of
+  the convolution and matrix-product kernels in it (the part no change that
+  keeps the model's work and fp32 can shorten, short of faster kernels), and
+  the data loading of a batch.
 
     python benchmarks/detector_speed.py [--iters 5] [--size 320] [--depth 50] [--device cpu|cuda]
 """
@@ -40,8 +44,8 @@ import torch
 import torchvision.models.detection.roi_heads as tv_roi_heads
 
 import _iteration_profile as prof
-from _detection_common import (build_dataset, collate, thread_note, to_torchvision, torchvision_faster_rcnn,
-                               visdet_config)
+from _detection_common import (build_dataset, collate, native_cpu_bf16, thread_note, to_torchvision,
+                               torchvision_faster_rcnn, visdet_config)
 
 TARGET = 0.8
 
@@ -209,6 +213,9 @@ def main() -> None:
     }
     if device != "cpu":  # the sparse RoIAlign is the CPU path; on CUDA both use torchvision's kernel
         del steps["visdet, torchvision's RoIAlign"]
+    bf16_skipped = device == "cpu" and not native_cpu_bf16()
+    if bf16_skipped:
+        del steps["visdet, bf16 autocast"]
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i in range(args.warmup + args.iters):
         for name, step in steps.items():
@@ -229,6 +236,9 @@ def main() -> None:
     for name, values in times.items():
         print(f"  {name:32s} median {medians[name]:.3f} s  (min {min(values):.3f}, max {max(values):.3f})  "
               f"= {medians[name] / base:.3f} x torchvision")
+    if bf16_skipped:
+        print(f"  {'visdet, bf16 autocast':32s} skipped: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no "
+              "native bf16, oneDNN would emulate it (~11x slower than fp32 on an AVX2 machine)")
     ratio = medians["visdet"] / base
     print(f"  visdet / torchvision = {ratio:.3f} (fp32; target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
 
@@ -249,16 +259,21 @@ def main() -> None:
         return
     _mark_visdet(visdet_model, wrapper)
     _mark_torchvision(tv_model, tv_optimizer)
-    columns, totals = {}, {}
+    columns, totals, kernel_shares = {}, {}, {}
     for name in ("visdet", "torchvision"):
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as trace:
             for _ in range(2):
                 steps[name]()
         columns[name] = prof.breakdown(trace, 2)
+        kernel_shares[name] = prof.dense_kernel_seconds(trace, 2), sum(columns[name].values())
         totals[name] = sum(columns[name].values())
     print("torch.profiler breakdown (2 iterations each; op self time charged to the stage that ran it, "
           "backward ops to the stage of their forward op):")
     _print_breakdown(columns, totals)
+    for name in columns:
+        dense, total = kernel_shares[name]
+        print(f"  {name}: convolution and matrix-product kernels {dense:.3f} s of {total:.3f} s per iteration "
+              f"({100 * dense / total:.0f}%: what no fp32 change that keeps the model's work can remove)")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ what the table says it strictly needs):
 4. where the catalogue gives a state size per parameter, two real steps on a
    512x512 weight (large enough for 8-bit state) allocate that much and move it.
 
-A name that cannot run here must say why (``OPTIMIZERS.info(name).why_not``),
-and ``OPTIMIZERS.build`` must refuse it with that reason; the test then skips
+A class the catalogue says needs CUDA is held to the same contract on the GPU
+where there is one (its kernels refuse CPU tensors). A name that cannot run
+here must say why (``OPTIMIZERS.info(name).why_not``), and
+``OPTIMIZERS.build`` must refuse it with that reason; the test then skips
 with the reason, so ``pytest -ra`` lists every one. Where an optimizer is
 refused only because visdet's loop cannot drive it (a closure, a
 ``create_graph`` backward), the contract is run on the class itself with that
@@ -58,12 +60,18 @@ STATE_NAMES = [n for n, e in get_catalog().entries.items() if e.spec.state_bytes
 Loss = Callable[[list[torch.Tensor]], torch.Tensor]
 
 
-def _problem(matrix_only: bool) -> tuple[list[torch.nn.Parameter], Loss]:
-    """A small convex quadratic: parameters and their loss."""
+def _device_for(name: str) -> str:
+    """Where the contract runs ``name``: on the GPU for a CUDA-only class (it runs only where there is one,
+    and its kernels refuse CPU tensors), else on the CPU."""
+    return "cuda" if Need.CUDA in get_catalog().entries[name].spec.needs else "cpu"
+
+
+def _problem(matrix_only: bool, device: str = "cpu") -> tuple[list[torch.nn.Parameter], Loss]:
+    """A small convex quadratic on ``device``: parameters and their loss (the same numbers on any device)."""
     gen = torch.Generator().manual_seed(0)
     shapes = [(8, 8)] if matrix_only else [(8, 8), (8,), (4, 2, 3, 3)]
-    params = [torch.nn.Parameter(torch.randn(s, generator=gen) * 0.5) for s in shapes]
-    targets = [torch.randn(s, generator=gen) for s in shapes]
+    params = [torch.nn.Parameter((torch.randn(s, generator=gen) * 0.5).to(device)) for s in shapes]
+    targets = [torch.randn(s, generator=gen).to(device) for s in shapes]
     return params, lambda ps: sum(0.5 * ((p - t) ** 2).sum() for p, t in zip(ps, targets))
 
 
@@ -168,7 +176,8 @@ def _expect(breaks: str, name: str, check: Callable[[], None]) -> None:
 
 def _run_contract(name: str, target: Any, needs: Needs) -> None:
     # 1. It is the catalogued class, and a few steps reduce a convex loss, moving every tensor.
-    params, loss_fn = _problem(needs.matrix_only)
+    device = _device_for(name)
+    params, loss_fn = _problem(needs.matrix_only, device)
     optimizer = _build(target, params, needs)
     if isinstance(target, str):
         spec = get_catalog().entries[name].spec
@@ -204,7 +213,8 @@ def _run_contract(name: str, target: Any, needs: Needs) -> None:
     warm = None if needs.lr_at_first_step else copy.deepcopy(optimizer.state_dict())
     updates = []
     for scheduled in (False, True):
-        branch = [torch.nn.Parameter(p.detach().clone()) for p in (params if warm else _problem(needs.matrix_only)[0])]
+        branch = [torch.nn.Parameter(p.detach().clone())
+                  for p in (params if warm else _problem(needs.matrix_only, device)[0])]
         begin = [p.detach().clone() for p in branch]
         branch_optimizer = _build(target, branch, needs)
         if warm is not None:
@@ -236,10 +246,11 @@ def test_catalogued_optimizer_keeps_the_contract_or_says_why_not(name):
 
 
 def _check_state_size(name: str, target: Any, needs: Needs) -> None:
-    weight = torch.nn.Parameter(torch.nn.Linear(512, 512, bias=False).weight.detach().clone())
+    device = _device_for(name)
+    weight = torch.nn.Parameter(torch.nn.Linear(512, 512, bias=False).weight.detach().clone().to(device))
     start = weight.detach().clone()
     optimizer = _build(target, [weight], needs, lr=1e-3, **needs.state_kwargs)
-    inputs = torch.randn(4, 512)
+    inputs = torch.randn(4, 512).to(device)
     expected = get_catalog().entries[name].spec.state_bytes
     for seed in range(2):  # the figure holds after the first step and stays after the second
         _step(optimizer, [weight], lambda ps: (inputs @ ps[0].T).square().mean(), needs, seed=seed)

@@ -3,7 +3,8 @@ CUDA, built by visdet's constructor over a small conv net on the GPU and stepped
 
 Parametrised from the catalogue at collection time, so a new bitsandbytes class or a new CUDA-only
 record joins without editing this file; what a class needs beyond ``lr`` comes from
-``contract_needs.py``, as for the CPU contract (test_contract.py, which cannot step these on CPU).
+``contract_needs.py``, as for the contract (test_contract.py, which holds the CUDA-only ones to it on the
+GPU; this file drives them through visdet's constructor and train_step).
 The 1-bit optimizers, which DeepSpeed's engine builds, are run through it in
 tests/engine/strategies/test_deepspeed_cuda.py.
 
